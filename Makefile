@@ -1,0 +1,39 @@
+# Every target bootstraps what it needs from a machine with python3 and make:
+# a private copy of uv, then the locked environment in .venv.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Prefect offline and quiet: no telemetry, and time enough for a fresh
+# database to migrate on a small machine.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: demo test lint bench clean
+
+demo: $(VENV)/.synced
+	$(BIN)/python -m flows.demo
+
+test: $(VENV)/.synced
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+clean:
+	rm -rf .uv $(VENV) .pytest_cache .mypy_cache .ruff_cache

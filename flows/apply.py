@@ -1,0 +1,242 @@
+"""Plan and apply a deployments file, the way Terraform treats its files.
+
+`apply_deployments` is a Prefect flow: it loads the file (rejecting a malformed
+one before any API call), reads the live state through tasks, plans, then
+applies each change as its own task run, a bounded number at a time, and waits
+until Replicate reports each deployment's current release as asked. It leaves
+a markdown artifact with the plan and the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+
+from replicate_tasks import tasks
+from replicate_tasks.client import Replicate
+from replicate_tasks.config import DeploymentsFile, load_config
+from replicate_tasks.errors import ConcurrentChangeError, NotFoundError, ReplicateError
+from replicate_tasks.models import Account, Deployment, Hardware
+from replicate_tasks.plan import Action, Change, LiveState, Plan, make_plan
+from replicate_tasks.waits import WaitOptions, describe_release, release_matches, wait_until
+
+from .report import Outcome, apply_markdown
+
+__all__ = [
+    "ApplyFailedError",
+    "ApplyResult",
+    "Outcome",
+    "apply_deployments",
+    "read_live_state",
+    "version_exists_with",
+]
+
+
+def read_live_state(
+    config: DeploymentsFile,
+    *,
+    get_account: Callable[[], Account],
+    list_deployments: Callable[[], list[Deployment]],
+    list_hardware: Callable[[], list[Hardware]],
+    version_exists: Callable[[str, str], bool],
+) -> LiveState:
+    """Read what the planner needs, through the given calls.
+
+    The flow passes its tasks and the `plan` command passes plain client calls,
+    so both read the same facts the same way.
+    """
+    account = get_account().username
+    owner = config.owner or account
+    deployments = {d.name: d for d in list_deployments() if d.owner == owner}
+    hardware = {item.sku for item in list_hardware()}
+    wanted = {(spec.model, spec.version) for spec in config.deployments}
+    versions = {key: version_exists(*key) for key in sorted(wanted)}
+    return LiveState(account=account, deployments=deployments, hardware=hardware, versions=versions)
+
+
+def version_exists_with(get_version: Callable[[str, str], object]) -> Callable[[str, str], bool]:
+    """Turn a version read into a yes/no check, where a 404 (model or version) means no."""
+
+    def version_exists(model: str, version_id: str) -> bool:
+        try:
+            get_version(model, version_id)
+        except NotFoundError:
+            return False
+        return True
+
+    return version_exists
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The plan that was made and what became of each change."""
+
+    plan: Plan
+    outcomes: list[Outcome]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == "failed"]
+
+
+class ApplyFailedError(ReplicateError):
+    """One or more changes of an apply failed; `result` tells which and why."""
+
+    def __init__(self, result: ApplyResult) -> None:
+        self.result = result
+        lines = "\n".join(f"  - {outcome.ref}: {outcome.error}" for outcome in result.failed)
+        super().__init__(
+            f"{len(result.failed)} of {len(result.outcomes)} deployments failed to apply:\n{lines}"
+        )
+
+
+@task(
+    name="Apply deployment change",
+    task_run_name="apply-{change.action.value}-{change.spec.name}",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def apply_change(change: Change, wait_timeout: float) -> Outcome:
+    """Create or update one deployment and wait until its current release matches.
+
+    Before changing anything, the deployment is read again: if it was created,
+    or its release number moved, since the plan was made, someone else changed
+    it and the change stops instead of overwriting theirs.
+    """
+    spec = change.spec
+    _check_unchanged_since_plan(change)
+    if change.action is Action.CREATE:
+        deployment = tasks.create_deployment(
+            spec.name,
+            spec.model,
+            spec.version,
+            hardware=spec.hardware,
+            min_instances=spec.min_instances,
+            max_instances=spec.max_instances,
+        )
+    else:
+        deployment = tasks.update_deployment(change.owner, spec.name, **change.update_arguments())
+
+    expected = {
+        "version": spec.version,
+        "hardware": spec.hardware,
+        "min_instances": spec.min_instances,
+        "max_instances": spec.max_instances,
+    }
+    owner, name = deployment.owner, deployment.name
+    logger = get_run_logger()
+    with Replicate(logger=logger) as client:
+        deployment = wait_until(
+            lambda: client.deployments.get(owner, name),
+            lambda current: release_matches(current, expected),
+            what=f"{owner}/{name} to serve the requested release",
+            describe=describe_release,
+            options=WaitOptions(timeout=wait_timeout),
+            logger=logger,
+        )
+    status = "created" if change.action is Action.CREATE else "updated"
+    return Outcome(change.ref, status, deployment.release_number)
+
+
+def _check_unchanged_since_plan(change: Change) -> None:
+    # A plain call rather than a nested task run: a 404 is the expected answer
+    # before a creation, and should not show as a failed run.
+    try:
+        current = tasks.get_deployment.fn(change.owner, change.spec.name)
+    except NotFoundError:
+        if change.action is Action.CREATE:
+            return
+        raise ConcurrentChangeError(
+            f"deployment {change.ref} was deleted after the plan was made; run plan again"
+        ) from None
+    if change.action is Action.CREATE:
+        raise ConcurrentChangeError(
+            f"deployment {change.ref} was created by someone else after the plan was made "
+            f"(release {current.release_number}); run plan again to see its settings"
+        )
+    if current.release_number != change.release_number:
+        author = current.release.created_by.username if current.release.created_by else "unknown"
+        raise ConcurrentChangeError(
+            f"deployment {change.ref} moved from release {change.release_number} to "
+            f"{current.release_number} (by {author}) after the plan was made, so someone else "
+            f"changed it; run plan again instead of overwriting their change"
+        )
+
+
+@flow(name="apply-deployments")
+def apply_deployments(
+    path: str,
+    concurrency: int = 4,
+    wait_timeout: float = 600.0,
+    plan_only: bool = False,
+) -> ApplyResult:
+    """Make the live deployments match a deployments file.
+
+    Args:
+        path: The deployments file (YAML).
+        concurrency: How many deployments change at the same time.
+        wait_timeout: Seconds to wait for each deployment to serve its new release.
+        plan_only: Plan and report, change nothing.
+
+    Raises:
+        ConfigError: the file is malformed; nothing was read or changed.
+        PlanError: the file names unknown hardware or versions; nothing changed.
+        ApplyFailedError: some changes failed; the others were applied.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+    logger = get_run_logger()
+    config = load_config(path)
+    live = read_live_state(
+        config,
+        get_account=tasks.get_account,
+        list_deployments=tasks.list_deployments,
+        list_hardware=tasks.list_hardware,
+        version_exists=version_exists_with(tasks.get_model_version),
+    )
+    plan = make_plan(config, live)
+    logger.info("Plan for %s: %s", path, plan.summary())
+
+    outcomes = [
+        Outcome(change.ref, "unchanged", change.release_number)
+        for change in plan.changes
+        if change.action is Action.UNCHANGED
+    ]
+    pending = [change for change in plan.changes if change.action is not Action.UNCHANGED]
+    if not plan_only:
+        outcomes += _apply_all(pending, concurrency, wait_timeout)
+    outcomes.sort(key=lambda outcome: [c.ref for c in plan.changes].index(outcome.ref))
+
+    create_markdown_artifact(
+        key="deployments-apply",
+        markdown=apply_markdown(path, plan, outcomes, plan_only=plan_only),
+        description=f"Plan and outcome of {path}",
+    )
+    result = ApplyResult(plan, outcomes)
+    if result.failed:
+        raise ApplyFailedError(result)
+    return result
+
+
+def _apply_all(changes: Iterable[Change], concurrency: int, wait_timeout: float) -> list[Outcome]:
+    """Apply changes as task runs, at most `concurrency` at a time, and collect outcomes."""
+    queue = list(changes)
+    running: dict[PrefectFuture[Outcome], Change] = {}
+    outcomes = []
+    while queue or running:
+        while queue and len(running) < concurrency:
+            change = queue.pop(0)
+            running[apply_change.submit(change, wait_timeout)] = change
+        finished = next(as_completed(list(running)))
+        change = running.pop(finished)
+        result = finished.result(raise_on_failure=False)
+        if isinstance(result, Outcome):
+            outcomes.append(result)
+        else:
+            outcomes.append(Outcome(change.ref, "failed", change.release_number, str(result)))
+    return outcomes
