@@ -14,6 +14,7 @@ The tree::
     │   ├── APIConnectionError           no response: connection failed or was dropped
     │   │   └── APITimeoutError          no response within the client's timeout
     │   ├── WaitTimeoutError             a wait passed its deadline
+    │   ├── PredictionFailedError        a prediction ended failed, canceled or aborted
     │   └── ConcurrentChangeError        someone else changed a deployment mid-change
     ├── ValueError
     │   ├── ConfigError                  deployments.yaml is malformed
@@ -27,9 +28,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .models import Prediction
 
 __all__ = [
     "APIConnectionError",
@@ -42,6 +46,7 @@ __all__ = [
     "InvalidRequestError",
     "NotFoundError",
     "PlanError",
+    "PredictionFailedError",
     "RateLimitError",
     "ReplicateError",
     "ServerError",
@@ -149,6 +154,17 @@ class WaitTimeoutError(ReplicateError):
     def __init__(self, message: str, *, limit: float, last_state: str | None) -> None:
         self.limit = limit
         self.last_state = last_state
+        super().__init__(message)
+
+
+class PredictionFailedError(ReplicateError):
+    """A prediction ended without succeeding; `prediction` is its final state."""
+
+    def __init__(self, prediction: Prediction) -> None:
+        self.prediction = prediction
+        message = f"prediction {prediction.id} ended {prediction.status}"
+        if prediction.error:
+            message += f": {prediction.error}"
         super().__init__(message)
 
 

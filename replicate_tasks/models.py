@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "Account",
     "Configuration",
     "Deployment",
@@ -21,7 +22,11 @@ __all__ = [
     "Model",
     "ModelVersion",
     "Page",
+    "Prediction",
+    "PredictionStatus",
+    "PredictionURLs",
     "Release",
+    "WebhookSigningSecret",
 ]
 
 
@@ -154,3 +159,60 @@ class Page(APIModel, Generic[ItemT]):
     results: list[ItemT] = Field(default_factory=list)
     next: str | None = None
     previous: str | None = None
+
+
+PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "aborted"})
+"""Statuses after which a prediction never changes. `aborted` is one: the
+prediction was stopped before it started, for example by `Cancel-After`."""
+
+
+class PredictionURLs(APIModel):
+    """Links of a prediction: `get` to poll it, `cancel` to cancel it, `web` to view it."""
+
+    get: str | None = None
+    cancel: str | None = None
+    web: str | None = None
+    stream: str | None = None
+
+
+class Prediction(APIModel):
+    """One run of a model, as returned by the predictions endpoints and sent by webhooks.
+
+    `status` is kept as a string, so a status the API adds later still parses;
+    `is_terminal` tells whether the prediction can still change.
+    """
+
+    id: str
+    status: PredictionStatus | str
+    model: str | None = None
+    version: str | None = None
+    input: dict[str, Any] | None = None
+    output: Any = None
+    error: str | None = None
+    logs: str | None = None
+    source: str | None = None
+    data_removed: bool | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    deadline: datetime | None = None
+    deployment: str | None = None
+    metrics: dict[str, Any] | None = None
+    urls: PredictionURLs | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class WebhookSigningSecret(APIModel):
+    """The account's default webhook signing secret.
+
+    `key` is a `whsec_`-prefixed base64 string. It is a `SecretStr`, so it does
+    not appear in reprs, logs or serialized results; read it with
+    `key.get_secret_value()`.
+    """
+
+    key: SecretStr

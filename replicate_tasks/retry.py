@@ -14,9 +14,13 @@ repeating the call is harmless:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +32,14 @@ import tenacity
 
 from .errors import APIConnectionError, APIStatusError, APITimeoutError, RateLimitError
 
-__all__ = ["Repeat", "RetryPolicy", "connection_error", "parse_retry_after"]
+__all__ = [
+    "RateLimit",
+    "RateLimiter",
+    "Repeat",
+    "RetryPolicy",
+    "connection_error",
+    "parse_retry_after",
+]
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
@@ -173,3 +184,73 @@ def connection_error(error: httpx.TransportError, description: str) -> APIConnec
     return APIConnectionError(
         f"{description} failed with no response: {reason}", request_sent=not unsent
     )
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Request budgets per rolling period, as Replicate enforces them.
+
+    Replicate allows 600 prediction creations and 3000 other requests a
+    minute, and answers 429 above that (its rate-limits documentation,
+    2026). `margin` widens the period a little, because the server sees each
+    request a network delay after the client sends it.
+    """
+
+    predictions: int = 600
+    other: int = 3000
+    period: float = 60.0
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.predictions < 1 or self.other < 1:
+            raise ValueError(
+                f"rate limits must allow at least 1 request, got predictions={self.predictions!r} "
+                f"and other={self.other!r}"
+            )
+        if self.period <= 0 or self.margin < 0:
+            raise ValueError(
+                f"period must be positive and margin zero or more, got {self.period!r} "
+                f"and {self.margin!r}"
+            )
+
+
+class RateLimiter:
+    """Spaces a client's requests so that no rolling period exceeds its budget.
+
+    Each request reserves a send time: now, or else the moment the request
+    `budget` places back in the log leaves the period. Reservations are made
+    under a lock and recorded at once, so concurrent callers in threads and in
+    event loops queue up instead of all waking at the same moment. One limiter
+    serves the blocking and the async calls of one client.
+    """
+
+    def __init__(
+        self, limit: RateLimit | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit or RateLimit()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent: dict[str, deque[float]] = {"predictions": deque(), "other": deque()}
+
+    def reserve(self, kind: str) -> float:
+        """Reserve a send time for a request of `kind`, and return the seconds to wait for it."""
+        budget = self.limit.predictions if kind == "predictions" else self.limit.other
+        window = self.limit.period * (1 + self.limit.margin)
+        with self._lock:
+            now = self._clock()
+            log = self._sent[kind]
+            while log and log[0] <= now - window:
+                log.popleft()
+            slot = now if len(log) < budget else max(now, log[-budget] + window)
+            log.append(slot)
+            return slot - now
+
+    def acquire(self, kind: str) -> None:
+        delay = self.reserve(kind)
+        if delay > 0:
+            time.sleep(delay)
+
+    async def async_acquire(self, kind: str) -> None:
+        delay = self.reserve(kind)
+        if delay > 0:
+            await asyncio.sleep(delay)
