@@ -120,7 +120,13 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
             max_instances=spec.max_instances,
         )
     else:
-        deployment = tasks.update_deployment(change.owner, spec.name, **change.update_arguments())
+        arguments = change.update_arguments()
+        if spec.rollout is not None and "version" in arguments:
+            roll_out_version(change, arguments.pop("version"))
+        if arguments:
+            deployment = tasks.update_deployment(change.owner, spec.name, **arguments)
+        else:
+            deployment = tasks.get_deployment(change.owner, spec.name)
 
     expected = {
         "version": spec.version,
@@ -141,6 +147,25 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
         )
     status = "created" if change.action is Action.CREATE else "updated"
     return Outcome(change.ref, status, deployment.release_number)
+
+
+def roll_out_version(change: Change, version: str) -> None:
+    """Move to a new version with the rollout the file names: proven ready, or rolled back."""
+    from .rollout import rollout_deployment
+
+    rollout = change.spec.rollout
+    assert rollout is not None
+    rollout_deployment(
+        change.ref,
+        version,
+        strategy=rollout.strategy,
+        probe_input=rollout.probe_input,
+        probe_count=rollout.probe_count,
+        ready_timeout=rollout.ready_timeout,
+        bake_seconds=rollout.bake_seconds,
+        compare=rollout.compare,
+        allow_incompatible_schema=rollout.allow_incompatible_schema,
+    )
 
 
 def _check_unchanged_since_plan(change: Change) -> None:

@@ -6,11 +6,12 @@ commands that run flows: `--help`, `plan` and `hardware` stay fast.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -44,13 +45,18 @@ EmulateOption = Annotated[
     bool,
     typer.Option(
         "--emulate",
-        help="Run against a bundled in-process emulator of the Replicate API: "
-        "no token and no network needed, and nothing is kept afterwards.",
+        help="Run against a bundled in-process emulator of the Replicate API, on a "
+        "clock 120 times faster than real time: no token and no network needed, "
+        "and nothing is kept afterwards.",
     ),
 ]
 FileArgument = Annotated[
     Path, typer.Argument(help="The deployments file to read, such as deployments.yaml.")
 ]
+
+# The emulator behind --emulate runs this many times faster than real time, so
+# that cold boots and Replicate's 15-minute delete window take seconds.
+EMULATED_SPEED = 120
 
 STYLES = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.UNCHANGED: "dim"}
 
@@ -61,10 +67,11 @@ def api_environment(emulate: bool) -> Iterator[None]:
     if not emulate:
         yield
         return
-    from replicate_tasks.emulator import Emulator
+    from replicate_tasks.emulator import Emulator, ScaledClock
 
     saved = {key: os.environ.get(key) for key in ("REPLICATE_BASE_URL", "REPLICATE_API_TOKEN")}
-    with Emulator().serve() as url:
+    emulator = Emulator(clock=ScaledClock(EMULATED_SPEED))
+    with emulator.serve() as url:
         os.environ["REPLICATE_BASE_URL"] = url
         os.environ["REPLICATE_API_TOKEN"] = "emulator-token"
         try:
@@ -225,6 +232,201 @@ def hardware(emulate: EmulateOption = False) -> None:
     for item in items:
         table.add_row(item.sku, item.name)
     console.print(table)
+
+
+DeploymentArgument = Annotated[str, typer.Argument(help="The deployment, as owner/name.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Continue even if someone else changes the deployment meanwhile."),
+]
+
+
+def parse_probe_input(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{text!r} is not valid JSON ({error}); pass an object such as "
+            '\'{"prompt": "a cat"}\'',
+            param_hint="--probe-input",
+        ) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(
+            f"{text!r} is not a JSON object; pass the model's inputs by name",
+            param_hint="--probe-input",
+        )
+    return value
+
+
+def run_change(flow_call: Any) -> None:
+    """Run a rollout-style flow, print its steps and outcome, and exit 1 if it failed."""
+    from .rollout import RolloutFailedError, RolloutResult
+
+    with console.status("Working through Prefect (the first flow run starts a local server)…"):
+        state = flow_call(return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, RolloutFailedError):
+        print_result(result.result)
+        raise typer.Exit(EXIT_ERROR)
+    if isinstance(result, BaseException):
+        raise fail(result)
+    assert isinstance(result, RolloutResult)
+    print_result(result)
+
+
+def print_result(result: Any) -> None:
+    style = "green" if result.outcome in ("succeeded", "unchanged") else "red"
+    console.print(f"[{style}]{result.action} of {result.deployment}: {result.outcome}[/{style}]")
+    for step in result.steps:
+        console.print(f"  {step}", highlight=False)
+    if result.reason:
+        console.print(f"  reason: {result.reason}", highlight=False)
+
+
+@app.command()
+def rollout(
+    deployment: DeploymentArgument,
+    version: Annotated[str, typer.Option(help="The 64-character id of the version to serve.")],
+    strategy: Annotated[
+        str, typer.Option(help="in-place, or blue-green (a preview proven ready first).")
+    ] = "in-place",
+    probe_input: Annotated[
+        str | None, typer.Option(help="JSON input of the probe predictions that prove readiness.")
+    ] = None,
+    probe_count: Annotated[int, typer.Option(min=1, help="Probes in a row that must pass.")] = 3,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to prove readiness; allow for cold boots.")
+    ] = 900.0,
+    bake_seconds: Annotated[
+        float, typer.Option(help="Seconds to keep probing production after promotion.")
+    ] = 0.0,
+    compare: Annotated[
+        str, typer.Option(help="Compare live and preview outputs: none, exact or shape.")
+    ] = "none",
+    approval_timeout: Annotated[
+        int | None, typer.Option(help="Seconds to wait for approval in the Prefect UI.")
+    ] = None,
+    allow_incompatible_schema: Annotated[
+        bool, typer.Option(help="Roll out even if the new version breaks the input schema.")
+    ] = False,
+    force: ForceOption = False,
+    emulate: EmulateOption = False,
+) -> None:
+    """Move a deployment to another version, prove it serves it, roll back if not."""
+    probe = parse_probe_input(probe_input)
+    with api_environment(emulate):
+        from .rollout import rollout_deployment
+
+        run_change(
+            lambda **state: rollout_deployment(
+                deployment,
+                version,
+                strategy=strategy,  # type: ignore[arg-type]
+                probe_input=probe,
+                probe_count=probe_count,
+                ready_timeout=ready_timeout,
+                bake_seconds=bake_seconds,
+                compare=compare,  # type: ignore[arg-type]
+                approval_timeout=approval_timeout,
+                allow_incompatible_schema=allow_incompatible_schema,
+                force=force,
+                **state,
+            )
+        )
+
+
+@app.command()
+def scale(
+    deployment: DeploymentArgument,
+    min_instances: Annotated[int | None, typer.Option(help="Minimum instances, 0 to 5.")] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Maximum instances, 0 to 20.")] = None,
+    hardware: Annotated[str | None, typer.Option(help="A hardware SKU, such as gpu-t4.")] = None,
+    probe_input: Annotated[
+        str | None, typer.Option(help="JSON input of a probe prediction to prove readiness.")
+    ] = None,
+    force: ForceOption = False,
+    emulate: EmulateOption = False,
+) -> None:
+    """Change a deployment's instance range or hardware and wait until it is applied."""
+    probe = parse_probe_input(probe_input)
+    with api_environment(emulate):
+        from .rollout import scale_deployment
+
+        run_change(
+            lambda **state: scale_deployment(
+                deployment,
+                min_instances=min_instances,
+                max_instances=max_instances,
+                hardware=hardware,
+                probe_input=probe,
+                force=force,
+                **state,
+            )
+        )
+
+
+@app.command()
+def delete(
+    deployment: DeploymentArgument,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for Replicate to allow the delete.")
+    ] = 1800.0,
+    force: ForceOption = False,
+    emulate: EmulateOption = False,
+) -> None:
+    """Scale a deployment to zero, wait out the 15-minute offline window, delete it."""
+    with api_environment(emulate):
+        from .rollout import delete_deployment
+
+        run_change(
+            lambda **state: delete_deployment(deployment, timeout=timeout, force=force, **state)
+        )
+
+
+@app.command()
+def undo(deployment: DeploymentArgument, force: ForceOption = False) -> None:
+    """Restore the release that the last recorded change of a deployment replaced."""
+    from .rollout import undo_deployment
+
+    run_change(lambda **state: undo_deployment(deployment, force=force, **state))
+
+
+@app.command()
+def history(deployment: DeploymentArgument) -> None:
+    """Show the changes the flows made to a deployment, from the release journal."""
+    from replicate_tasks.journal import default_journal
+
+    entries = default_journal().entries(deployment)
+    if not entries:
+        console.print(f"The journal has no changes of {deployment}.")
+        return
+    table = Table(title=f"History of {deployment}", title_justify="left")
+    for column in ("time", "rollout", "action", "phase", "from", "to", "release", "by", "reason"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}",
+            entry.rollout_id,
+            entry.action,
+            entry.phase,
+            describe_settings(entry.previous),
+            describe_settings(entry.target),
+            "-" if entry.release_number is None else str(entry.release_number),
+            entry.by or "-",
+            entry.reason or "",
+        )
+    console.print(table)
+
+
+def describe_settings(settings: Any) -> str:
+    if settings is None:
+        return "-"
+    return (
+        f"{settings.version[:12]} {settings.hardware} "
+        f"{settings.min_instances}-{settings.max_instances}"
+    )
 
 
 @app.command()

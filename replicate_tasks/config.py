@@ -27,7 +27,7 @@ import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -38,12 +38,20 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from replicate_tasks.errors import ConfigError
 
-__all__ = ["ConfigProblem", "DeploymentSpec", "DeploymentsFile", "load_config", "parse_config"]
+__all__ = [
+    "ConfigProblem",
+    "DeploymentSpec",
+    "DeploymentsFile",
+    "RolloutSpec",
+    "load_config",
+    "parse_config",
+]
 
 Location = tuple[int | str, ...]
 Model = TypeVar("Model", bound=BaseModel)
@@ -90,6 +98,33 @@ class _StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class RolloutSpec(_StrictModel):
+    """How `apply` rolls out a new version of one deployment.
+
+    Without a `rollout` section, a version change is a plain update that is
+    applied but not proven ready. With one, the change runs the rollout flow:
+    probes with `probe_input` must pass on the new version, and a failure
+    restores the previous release.
+    """
+
+    strategy: Literal["in-place", "blue-green"] = "in-place"
+    probe_input: dict[str, Any] | None = None
+    probe_count: Annotated[int, Field(ge=1, le=20)] = 3
+    ready_timeout: Annotated[float, Field(gt=0)] = 900.0
+    bake_seconds: Annotated[float, Field(ge=0)] = 0.0
+    compare: Literal["none", "exact", "shape"] = "none"
+    allow_incompatible_schema: bool = False
+
+    @model_validator(mode="after")
+    def _blue_green_needs_probes(self) -> RolloutSpec:
+        if self.strategy == "blue-green" and self.probe_input is None:
+            raise PydanticCustomError(
+                "probe_input_missing",
+                "a blue-green rollout needs probe_input to prove the preview ready",
+            )
+        return self
+
+
 class DeploymentSpec(_StrictModel):
     """The desired state of one deployment, with the file's defaults merged in.
 
@@ -103,6 +138,7 @@ class DeploymentSpec(_StrictModel):
     hardware: _HardwareSku
     min_instances: _MinInstances
     max_instances: _MaxInstances
+    rollout: RolloutSpec | None = None
 
 
 class DeploymentsFile(_StrictModel):
@@ -163,6 +199,13 @@ _EXPECTED_FORM = {
     "hardware": "a hardware SKU, such as 'gpu-t4'",
     "min_instances": "an integer from 0 to 5",
     "max_instances": "an integer from 0 to 20",
+    "strategy": "'in-place' or 'blue-green'",
+    "probe_input": "a mapping of model input names to values",
+    "probe_count": "an integer from 1 to 20",
+    "ready_timeout": "a positive number of seconds",
+    "bake_seconds": "zero or more seconds",
+    "compare": "'none', 'exact' or 'shape'",
+    "allow_incompatible_schema": "true or false",
 }
 
 _MAX_REPR_LENGTH = 120  # long enough for a version id with its model name
@@ -227,6 +270,11 @@ def _mapping_form(model: type[BaseModel]) -> str:
 
 def _expected_form(error: ErrorDetails, model: type[BaseModel]) -> str:
     location = error["loc"]
+    if error["type"] == "probe_input_missing":
+        return (
+            "a probe_input mapping, because a blue-green rollout proves the preview "
+            "ready with probe predictions"
+        )
     if location and location[-1] in _EXPECTED_FORM:
         return _EXPECTED_FORM[str(location[-1])]
     nested = _model_at(model, location)

@@ -15,6 +15,8 @@ The tree::
     │   │   └── APITimeoutError          no response within the client's timeout
     │   ├── WaitTimeoutError             a wait passed its deadline
     │   ├── PredictionFailedError        a prediction ended failed, canceled or aborted
+    │   ├── ProbeFailedError             a readiness probe failed on the new version
+    │   ├── IncompatibleSchemaError      a new version breaks the live version's schema
     │   └── ConcurrentChangeError        someone else changed a deployment mid-change
     ├── ValueError
     │   ├── ConfigError                  deployments.yaml is malformed
@@ -43,10 +45,12 @@ __all__ = [
     "ConcurrentChangeError",
     "ConfigError",
     "ConflictError",
+    "IncompatibleSchemaError",
     "InvalidRequestError",
     "NotFoundError",
     "PlanError",
     "PredictionFailedError",
+    "ProbeFailedError",
     "RateLimitError",
     "ReplicateError",
     "ServerError",
@@ -88,9 +92,11 @@ class APIStatusError(ReplicateError):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        where = f"{self.method} {self.url} " if self.method and self.url else ""
         summary = self.title or "error"
-        message = f"{where}failed with status {self.status} ({summary})"
+        if self.method and self.url:
+            message = f"{self.method} {self.url} failed with status {self.status} ({summary})"
+        else:
+            message = f"{summary} ({self.status})"
         if self.detail:
             message += f": {self.detail}"
         return message
@@ -165,6 +171,26 @@ class PredictionFailedError(ReplicateError):
         message = f"prediction {prediction.id} ended {prediction.status}"
         if prediction.error:
             message += f": {prediction.error}"
+        super().__init__(message)
+
+
+class ProbeFailedError(ReplicateError):
+    """A readiness probe prediction failed; `prediction` is the failed probe."""
+
+    def __init__(self, message: str, *, prediction: Prediction | None = None) -> None:
+        self.prediction = prediction
+        super().__init__(message)
+
+
+class IncompatibleSchemaError(ReplicateError):
+    """A new version's inputs or outputs break callers of the live version.
+
+    `problems` lists each removed or retyped input, new required input and
+    changed output type.
+    """
+
+    def __init__(self, message: str, *, problems: list[str]) -> None:
+        self.problems = problems
         super().__init__(message)
 
 

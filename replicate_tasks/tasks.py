@@ -24,22 +24,30 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from .client import Replicate
-from .models import Account, Deployment, Hardware, Model, ModelVersion
+from .models import Account, Deployment, Hardware, Model, ModelVersion, Prediction
 
 __all__ = [
+    "cancel_prediction",
     "create_deployment",
+    "create_deployment_prediction",
+    "create_prediction",
     "delete_deployment",
     "get_account",
     "get_deployment",
     "get_model",
     "get_model_version",
+    "get_prediction",
     "list_deployments",
     "list_hardware",
     "update_deployment",
+    "wait_for_prediction",
 ]
 
 
@@ -176,3 +184,111 @@ def get_model_version(model: str, version_id: str) -> ModelVersion:
     """Return one version of `model` (`owner/name`); NotFoundError if it does not exist."""
     with _client() as client:
         return client.models.versions.get(model, version_id)
+
+
+@task(name="Create Replicate prediction", cache_policy=NO_CACHE, retries=0)
+def create_prediction(
+    version: str | None = None,
+    input: Mapping[str, Any] | None = None,
+    *,
+    model: str | None = None,
+    webhook: str | None = None,
+    webhook_events_filter: Sequence[str] | None = None,
+    wait: bool | int | None = None,
+    cancel_after: str | float | None = None,
+) -> Prediction:
+    """Create a prediction of a version (`id` or `owner/model:id`) or official `model`.
+
+    Never retried once the request may have reached Replicate: a repeat would
+    run the model twice.
+    """
+    with _client() as client:
+        prediction = client.predictions.create(
+            version,
+            input,
+            model=model,
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter,
+            wait=wait,
+            cancel_after=cancel_after,
+        )
+    get_run_logger().info("Created prediction %s (%s)", prediction.id, prediction.status)
+    return prediction
+
+
+@task(
+    name="Create Replicate deployment prediction",
+    task_run_name="create-prediction-{deployment}",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def create_deployment_prediction(
+    deployment: str,
+    input: Mapping[str, Any],
+    *,
+    webhook: str | None = None,
+    webhook_events_filter: Sequence[str] | None = None,
+    wait: bool | int | None = None,
+    cancel_after: str | float | None = None,
+) -> Prediction:
+    """Create a prediction on a deployment (`owner/name`), which runs its pinned version."""
+    with _client() as client:
+        prediction = client.deployments.predictions.create(
+            deployment,
+            input,
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter,
+            wait=wait,
+            cancel_after=cancel_after,
+        )
+    get_run_logger().info(
+        "Created prediction %s on %s (%s)", prediction.id, deployment, prediction.status
+    )
+    return prediction
+
+
+@task(
+    name="Get Replicate prediction",
+    task_run_name="get-prediction-{id}",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def get_prediction(id: str) -> Prediction:
+    with _client() as client:
+        return client.predictions.get(id)
+
+
+@task(
+    name="Cancel Replicate prediction",
+    task_run_name="cancel-prediction-{id}",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def cancel_prediction(id: str) -> Prediction:
+    """Cancel a prediction; one that already finished is returned unchanged."""
+    with _client() as client:
+        prediction = client.predictions.cancel(id)
+    get_run_logger().info("Prediction %s is %s", prediction.id, prediction.status)
+    return prediction
+
+
+@task(
+    name="Wait for Replicate prediction",
+    task_run_name="wait-for-prediction-{id}",
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def wait_for_prediction(
+    id: str, timeout: float | None = 900.0, interval: float = 1.0
+) -> Prediction:
+    """Poll a prediction until it succeeds, fails, is canceled or aborted.
+
+    The polls are plain client calls inside this one task run, not a task run
+    each. Returns the final prediction whatever its status; WaitTimeoutError
+    after `timeout` seconds (None waits on).
+    """
+    logger = get_run_logger()
+    with Replicate(logger=logger) as client:
+        prediction = client.predictions.wait(id, timeout=timeout, interval=interval)
+    logger.info("Prediction %s ended %s", prediction.id, prediction.status)
+    return prediction

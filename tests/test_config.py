@@ -515,7 +515,10 @@ ERROR_CASES = [
         {"deployments": ["sdxl-images"]},
         "deployments[0]",
         "sdxl-images",
-        ["a mapping with the keys name, model, version, hardware, min_instances and max_instances"],
+        [
+            "a mapping with the keys name, model, version, hardware, min_instances, "
+            "max_instances and rollout"
+        ],
         id="deployment-not-mapping",
     ),
     pytest.param(
@@ -577,7 +580,7 @@ def test_message_for_typo_in_key() -> None:
 
     assert str(caught.value) == (
         "prod.yaml: deployments[0].max_instance: unknown key (value 3), expected one of "
-        "name, model, version, hardware, min_instances and max_instances. "
+        "name, model, version, hardware, min_instances, max_instances and rollout. "
         "Did you mean 'max_instances'?"
     )
 
