@@ -62,15 +62,18 @@ STYLES = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.UNCHANGED: "di
 
 
 @contextmanager
-def api_environment(emulate: bool) -> Iterator[None]:
-    """Point the client at an in-process emulator for the duration, when asked."""
+def api_environment(emulate: bool, *, speed: float = EMULATED_SPEED) -> Iterator[None]:
+    """Point the client at an in-process emulator for the duration, when asked.
+
+    The emulator's clock runs `speed` times faster than real time.
+    """
     if not emulate:
         yield
         return
     from replicate_tasks.emulator import Emulator, ScaledClock
 
     saved = {key: os.environ.get(key) for key in ("REPLICATE_BASE_URL", "REPLICATE_API_TOKEN")}
-    emulator = Emulator(clock=ScaledClock(EMULATED_SPEED))
+    emulator = Emulator(clock=ScaledClock(speed))
     with emulator.serve() as url:
         os.environ["REPLICATE_BASE_URL"] = url
         os.environ["REPLICATE_API_TOKEN"] = "emulator-token"
@@ -403,16 +406,16 @@ def history(deployment: DeploymentArgument) -> None:
         console.print(f"The journal has no changes of {deployment}.")
         return
     table = Table(title=f"History of {deployment}", title_justify="left")
-    for column in ("time", "rollout", "action", "phase", "from", "to", "release", "by", "reason"):
-        table.add_column(column, overflow="fold")
+    for column in ("time (UTC)", "rollout", "action", "phase", "change", "release", "by"):
+        table.add_column(column, no_wrap=column != "change")
+    table.add_column("reason", overflow="fold")
     for entry in entries:
         table.add_row(
-            f"{entry.at:%Y-%m-%d %H:%M:%S}",
-            entry.rollout_id,
+            f"{entry.at:%m-%d %H:%M:%S}",
+            entry.rollout_id[:8],
             entry.action,
             entry.phase,
-            describe_settings(entry.previous),
-            describe_settings(entry.target),
+            describe_change(entry.previous, entry.target),
             "-" if entry.release_number is None else str(entry.release_number),
             entry.by or "-",
             entry.reason or "",
@@ -420,13 +423,18 @@ def history(deployment: DeploymentArgument) -> None:
     console.print(table)
 
 
-def describe_settings(settings: Any) -> str:
-    if settings is None:
+def describe_change(previous: Any, target: Any) -> str:
+    """Render a journal entry's change compactly: the version, then any other field that moved."""
+    if previous is None or target is None:
         return "-"
-    return (
-        f"{settings.version[:12]} {settings.hardware} "
-        f"{settings.min_instances}-{settings.max_instances}"
-    )
+    parts = []
+    if previous.version != target.version:
+        parts.append(f"{previous.version[:8]} → {target.version[:8]}")
+    for name in ("hardware", "min_instances", "max_instances"):
+        before, after = getattr(previous, name), getattr(target, name)
+        if before != after:
+            parts.append(f"{name} {before} → {after}")
+    return ", ".join(parts) or "-"
 
 
 @app.command()

@@ -298,7 +298,8 @@ def check_version(
         )
     for problem in problems:
         run.logger.warning("Rolling out despite an incompatible schema: %s", problem)
-    run.step(f"checked version {version[:12]}: exists, schema compatible")
+    verdict = "schema compatible" if not problems else "schema incompatible, allowed"
+    run.step(f"checked version {version[:12]}: exists, {verdict}")
 
 
 @task(name="Prove deployment ready", cache_policy=NO_CACHE, retries=0)

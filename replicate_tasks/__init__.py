@@ -20,6 +20,7 @@ from .errors import (
     ServerError,
     WaitTimeoutError,
 )
+from .files import FileOutput
 from .models import (
     Account,
     Configuration,
@@ -28,9 +29,11 @@ from .models import (
     Model,
     ModelVersion,
     Page,
+    Prediction,
     Release,
+    WebhookSigningSecret,
 )
-from .retry import RetryPolicy
+from .retry import RateLimit, RetryPolicy
 
 __all__ = [
     "APIConnectionError",

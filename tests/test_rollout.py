@@ -273,3 +273,66 @@ def test_undo_without_history_explains(production: str, journal: FileJournal) ->
 def test_blue_green_needs_probe_input(production: str) -> None:
     with pytest.raises(ValueError, match="a blue-green rollout needs probe_input"):
         rollout_deployment(production, V2, strategy="blue-green")
+
+
+def test_phases_emit_prefect_events(production: str, journal: FileJournal) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    rollout_deployment(production, V2, probe_input=PROBE, **FAST)
+
+    wanted = {
+        "replicate.rollout.started",
+        "replicate.rollout.promoted",
+        "replicate.rollout.succeeded",
+    }
+    resource = EventResourceFilter(id=["replicate.deployment.acme/app"])
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    # The server stores events a little after they are sent, so poll for them.
+    while time.monotonic() < deadline and not wanted <= seen:
+        with get_client(sync_client=True) as prefect:
+            page = prefect.read_events(filter=EventFilter(resource=resource), limit=50)
+        seen = {event.event for event in page.events}
+        time.sleep(0.5)
+    assert wanted <= seen
+
+
+def test_apply_uses_rollout_from_file(
+    production: str, client: Replicate, emulator: Emulator, journal: FileJournal, tmp_path: Path
+) -> None:
+    from flows.apply import ApplyFailedError, apply_deployments
+
+    path = tmp_path / "deployments.yaml"
+    path.write_text(
+        f"""
+deployments:
+  - name: app
+    model: {MODEL}
+    version: {V2}
+    hardware: gpu-t4
+    min_instances: 1
+    max_instances: 2
+    rollout:
+      strategy: blue-green
+      probe_input: {{prompt: a lighthouse}}
+      probe_count: 1
+      ready_timeout: 60
+"""
+    )
+    emulator.configure(version=V2, failure="bad weights")
+
+    with pytest.raises(ApplyFailedError) as raised:
+        apply_deployments(str(path))
+
+    assert "bad weights" in (raised.value.result.failed[0].error or "")
+    assert client.deployments.get(production).version == V1
+    assert emulator.request_count("POST", "/v1/deployments/acme/app-preview/predictions") == 1
+    assert phases(journal) == ["started", "failed"]
+
+    emulator.configure(version=V2, failure=None)
+    result = apply_deployments(str(path))
+
+    assert [o.status for o in result.outcomes] == ["updated"]
+    assert client.deployments.get(production).version == V2
+    assert phases(journal)[-3:] == ["started", "promoted", "succeeded"]
