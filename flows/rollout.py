@@ -213,7 +213,12 @@ class Run:
         return attempts[-1] if attempts else None
 
 
-def emit(phase: str, run: Run, reason: str | None) -> None:
+def emit(phase: str, run: Run, reason: str | None, *, subject: str | None = None) -> None:
+    """Emit the Prefect event `replicate.rollout.<phase>` about the deployment changed.
+
+    `subject` names the deployment that reached the phase when it is not the
+    one being changed, such as the preview deployment becoming ready.
+    """
     from prefect.events import emit_event
 
     emit_event(
@@ -227,6 +232,7 @@ def emit(phase: str, run: Run, reason: str | None) -> None:
             "action": run.result.action,
             "version": run.target.version if run.target else None,
             "reason": reason,
+            "subject": subject or run.ref,
         },
     )
 
@@ -308,6 +314,7 @@ def prove_deployment_ready(
 ) -> list[Any]:
     probes = prove_ready(run.client, deployment, version, probe, logger=run.logger)
     run.step(f"{deployment} ready: {len(probes)} probes in a row on version {version[:12]}")
+    emit("ready", run, None, subject=deployment)
     return [prediction.output for prediction in probes]
 
 
@@ -560,7 +567,7 @@ def wait_for_approval(run: Run, timeout: int) -> None:
 
     run.step(f"waiting up to {timeout} s for approval to promote")
     try:
-        pause_flow_run(timeout=timeout)
+        pause_flow_run(timeout=timeout, poll_interval=min(10, max(1, timeout // 10)))
     except Exception as error:  # Prefect raises its own timeout error here.
         raise ProbeFailedError(f"promotion was not approved within {timeout} s") from error
     run.step("promotion approved")

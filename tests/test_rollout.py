@@ -336,3 +336,16 @@ deployments:
     assert [o.status for o in result.outcomes] == ["updated"]
     assert client.deployments.get(production).version == V2
     assert phases(journal)[-3:] == ["started", "promoted", "succeeded"]
+
+
+def test_unapproved_promotion_times_out(
+    production: str, client: Replicate, journal: FileJournal
+) -> None:
+    with pytest.raises(RolloutFailedError) as raised:
+        rollout_deployment(
+            production, V2, strategy="blue-green", probe_input=PROBE, approval_timeout=2, **FAST
+        )
+
+    assert "promotion was not approved within 2 s" in str(raised.value.result.reason)
+    assert client.deployments.get(production).version == V1
+    assert not preview_exists(client)
