@@ -449,5 +449,38 @@ def emulator(
     run(host=host, port=port)
 
 
+@app.command()
+def receiver(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8788,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="flow: run the handling flow in this process; event: emit Prefect events "
+            "replicate.prediction.<status> for deployments triggered on a Prefect server."
+        ),
+    ] = "flow",
+) -> None:
+    """Receive Replicate webhooks, verified with REPLICATE_WEBHOOK_SECRET, until interrupted."""
+    if mode not in ("flow", "event"):
+        raise typer.BadParameter(f"{mode!r} is not a mode; use flow or event", param_hint="--mode")
+    if not os.environ.get("REPLICATE_WEBHOOK_SECRET"):
+        raise fail(
+            ValueError(
+                "REPLICATE_WEBHOOK_SECRET is not set; set it to the account's webhook signing "
+                "secret (whsec_...), which `client.webhooks.default.secret()` returns"
+            )
+        )
+    from replicate_tasks.receiver import run_receiver
+
+    options: dict[str, Any] = {"mode": mode}
+    if mode == "flow":
+        from .webhook import handle_prediction_event
+
+        options["handler"] = handle_prediction_event
+    console.print(f"Webhook receiver on http://{host}:{port}/webhooks/replicate (Ctrl+C stops it)")
+    run_receiver(host=host, port=port, **options)
+
+
 def main() -> None:
     app()

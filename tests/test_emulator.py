@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import replicate
 
 from replicate_tasks.emulator import Emulator, ManualClock, SystemClock
 
@@ -1052,65 +1051,6 @@ def test_served_advance_negative_422() -> None:
 
     assert "-5" in assert_problem(response, 422)["detail"]
     assert emulator.clock.now() == START
-
-
-def test_official_client_accepts_shapes() -> None:
-    emulator = Emulator(clock=ManualClock(START), page_size=1)
-    with emulator.serve() as url:
-        client = replicate.Client(api_token="x", base_url=url)
-
-        account = client.accounts.current()
-        hardware = client.hardware.list()
-        created = client.deployments.create(
-            name="acme/image-generator",
-            model=SDXL,
-            version=SDXL_LATEST,
-            hardware="gpu-t4",
-            min_instances=1,
-            max_instances=2,
-        )
-        client.deployments.create(
-            name="second",
-            model="replicate/hello-world",
-            version=HELLO_WORLD_VERSION,
-            hardware="cpu",
-            min_instances=0,
-            max_instances=1,
-        )
-        fetched = client.deployments.get("acme/image-generator")
-        first_page = client.deployments.list()
-        assert first_page.next is not None
-        second_page = client.deployments.list(first_page.next)
-        updated = client.deployments.update(
-            "acme", "image-generator", version=SDXL_NOVEMBER, min_instances=0
-        )
-        manual_clock(emulator).advance(900)
-        deleted = client.deployments.delete("acme", "image-generator")
-        with pytest.raises(replicate.exceptions.ReplicateError) as missing:
-            client.deployments.get("acme/image-generator")
-
-    assert account.username == "acme"
-    assert account.type == "organization"
-    assert account.name == "Acme"
-    assert {item.sku for item in hardware} >= REQUIRED_SKUS
-    assert created.owner == "acme"
-    assert created.name == "image-generator"
-    assert created.current_release is not None
-    assert created.current_release.number == 1
-    assert created.current_release.configuration.hardware == "gpu-t4"
-    assert created.current_release.created_by is not None
-    assert created.current_release.created_by.username == "acme"
-    assert fetched.current_release is not None
-    assert fetched.current_release.version == SDXL_LATEST
-    assert [item.name for item in first_page.results] == ["second"]
-    assert [item.name for item in second_page.results] == ["image-generator"]
-    assert second_page.next is None
-    assert updated.current_release is not None
-    assert updated.current_release.number == 2
-    assert updated.current_release.version == SDXL_NOVEMBER
-    assert updated.current_release.configuration.min_instances == 0
-    assert deleted is True
-    assert missing.value.status == 404
 
 
 def test_catalog_json_is_valid() -> None:

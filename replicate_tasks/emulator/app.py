@@ -1,9 +1,10 @@
-"""The emulator's Starlette app: routes, problem+json errors, auth, faults, recording.
+"""The emulator's Starlette app: routes, problem+json errors, auth, faults, rate limits,
+recording.
 
 Every API request passes through `EmulatorMiddleware`, which records it, waits
-for the configured latency, applies the next matching fault, checks the
-Authorization header and then calls the routes. Admin routes under
-`/_emulator/` skip all of that.
+for the configured latency, applies the next matching fault, counts it against
+the rate limits, checks the Authorization header and then calls the routes.
+Admin routes under `/_emulator/` skip all of that.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -25,11 +26,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admin import ADMIN_PREFIX, AdminApi
 from .api import ReplicateApi
-from .clock import Clock
 from .faults import DropFault, FailFault, Faults
+from .parts import EmulatorParts
+from .prediction_api import PredictionApi
 from .problems import ProblemError, problem_response, response_for
+from .ratelimit import Decision, RateLimiter
 from .recording import Recorder
-from .state import EmulatorState
 
 logger = logging.getLogger("replicate_tasks.emulator")
 
@@ -45,23 +47,31 @@ class ConnectionDropped(Exception):
 
 
 def build_app(
+    parts: EmulatorParts,
     *,
-    state: EmulatorState,
-    clock: Clock,
-    faults: Faults,
-    recorder: Recorder,
     api_token: str | None,
+    webhook_hosts: Collection[str],
+    data_uri_outputs: bool,
 ) -> Starlette:
-    """Build the ASGI app over the emulator's state, faults and request log."""
-    api = ReplicateApi(state)
-    admin = AdminApi(state=state, clock=clock, faults=faults, recorder=recorder)
+    """Build the ASGI app over the emulator's parts."""
+    api = ReplicateApi(parts.state)
+    predictions = PredictionApi(
+        state=parts.state,
+        predictions=parts.predictions,
+        webhooks=parts.webhooks,
+        clock=parts.clock,
+        webhook_hosts=webhook_hosts,
+        data_uri_outputs=data_uri_outputs,
+    )
+    admin = AdminApi(parts)
     app = Starlette(
-        routes=[*api.routes(), *admin.routes()],
+        routes=[*api.routes(), *predictions.routes(), *admin.routes()],
         middleware=[
             Middleware(
                 EmulatorMiddleware,
-                faults=faults,
-                recorder=recorder,
+                faults=parts.faults,
+                recorder=parts.recorder,
+                rate_limiter=parts.rate_limiter,
                 api_token=api_token,
             )
         ],
@@ -84,7 +94,7 @@ class _CapturedResponse:
 
 
 class EmulatorMiddleware:
-    """Record, delay, fault and authenticate each API request (a pure ASGI middleware)."""
+    """Record, delay, fault, rate-limit and authenticate each API request (pure ASGI)."""
 
     def __init__(
         self,
@@ -92,11 +102,13 @@ class EmulatorMiddleware:
         *,
         faults: Faults,
         recorder: Recorder,
+        rate_limiter: RateLimiter,
         api_token: str | None,
     ) -> None:
         self.app = app
         self.faults = faults
         self.recorder = recorder
+        self.rate_limiter = rate_limiter
         self.api_token = api_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,6 +164,14 @@ class EmulatorMiddleware:
         )
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        decision = self.rate_limiter.check(scope["method"], scope["path"])
+        if decision is not None:
+            send = _with_headers(send, decision.headers())
+            if not decision.allowed:
+                logger.info("Rate limit: rejected %s %s with 429.", scope["method"], scope["path"])
+                await _throttled(decision)(scope, receive, send)
+                return
+
         problem = self._authentication_problem(Headers(scope=scope))
         if problem is not None:
             await problem(scope, receive, send)
@@ -197,6 +217,27 @@ class EmulatorMiddleware:
                 "token that the client sends."
             )
         return None
+
+
+def _with_headers(send: Send, headers: dict[str, str]) -> Send:
+    """Wrap `send` so that the response starts with these extra headers."""
+    encoded = [(name.encode(), value.encode()) for name, value in headers.items()]
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *encoded]}
+        await send(message)
+
+    return send_with_headers
+
+
+def _throttled(decision: Decision) -> Response:
+    seconds = decision.reset_seconds
+    return problem_response(
+        429,
+        f"Request was throttled. Your rate limit resets in ~{seconds}s.",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def _is_admin_path(path: str) -> bool:

@@ -81,7 +81,11 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class Model:
-    """A public model and its versions, newest first."""
+    """A public model and its versions, newest first.
+
+    `openapi_schema` is the model's own schema, which predictions of an official
+    model without a listed version are checked against.
+    """
 
     owner: str
     name: str
@@ -94,6 +98,7 @@ class Model:
     cover_image_url: str | None
     is_official: bool
     versions: tuple[ModelVersion, ...]
+    openapi_schema: Mapping[str, Any]
 
     @property
     def ref(self) -> str:
@@ -161,6 +166,16 @@ class Catalog:
         for version in model.versions:
             if version.id == version_id:
                 return version
+        return None
+
+    def find_version(self, version_id: str) -> tuple[Model, ModelVersion] | None:
+        """Return the model and version with this id, or None when no model has it."""
+        with self._lock:
+            models = list(self._models.values())
+        for model in models:
+            for version in model.versions:
+                if version.id == version_id:
+                    return model, version
         return None
 
     def models(self) -> list[Model]:
@@ -253,6 +268,7 @@ def parse_model(spec: Mapping[str, Any], *, default_created_at: datetime | None 
         cover_image_url=spec.get("cover_image_url"),
         is_official=bool(spec.get("is_official", False)),
         versions=tuple(versions),
+        openapi_schema=copy.deepcopy(dict(model_schema)),
     )
 
 
@@ -314,6 +330,7 @@ def _replace_versions(model: Model, versions: tuple[ModelVersion, ...]) -> Model
         cover_image_url=model.cover_image_url,
         is_official=model.is_official,
         versions=versions,
+        openapi_schema=model.openapi_schema,
     )
 
 

@@ -1,15 +1,18 @@
-"""Injected faults: error responses, dropped connections and latency.
+"""Injected faults: error responses, dropped connections, error rates and latency.
 
-Rules apply to the Replicate API routes only, never to the `/_emulator/` admin
+Faults apply to the Replicate API routes only, never to the `/_emulator/` admin
 routes. Each rule applies to the next `count` matching requests, in the order the
-rules were added. A rule matches on method and path when they are given. A path
-is an exact request path, or a shell-style pattern such as `/v1/deployments/*`.
+rules were added. An error rate fails a random share of the matching requests
+that no rule took. Rules and rates match on method and path when they are given.
+A path is an exact request path, or a shell-style pattern such as
+`/v1/deployments/*`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
+import random
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +55,16 @@ class DropFault:
 Fault = FailFault | DropFault
 
 
+def _matches(rule_method: str | None, rule_path: str | None, method: str, path: str) -> bool:
+    if rule_method is not None and rule_method != method.upper():
+        return False
+    if rule_path is None:
+        return True
+    if any(character in rule_path for character in "*?["):
+        return fnmatch.fnmatchcase(path, rule_path)
+    return rule_path == path
+
+
 @dataclass
 class _Rule:
     fault: Fault
@@ -60,13 +73,7 @@ class _Rule:
     path: str | None
 
     def matches(self, method: str, path: str) -> bool:
-        if self.method is not None and self.method != method.upper():
-            return False
-        if self.path is None:
-            return True
-        if any(character in self.path for character in "*?["):
-            return fnmatch.fnmatchcase(path, self.path)
-        return self.path == path
+        return _matches(self.method, self.path, method, path)
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -87,12 +94,33 @@ class _Rule:
         return document
 
 
+@dataclass
+class _ErrorRate:
+    fault: FailFault
+    rate: float
+    method: str | None
+    path: str | None
+    seed: int | None
+    generator: random.Random
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.fault.status,
+            "rate": self.rate,
+            "method": self.method,
+            "path": self.path,
+            "seed": self.seed,
+            "retry_after": self.fault.retry_after,
+        }
+
+
 class Faults:
-    """The fault rules and latency of one emulator. Safe to use from several threads."""
+    """The fault rules, error rates and latency of one emulator. Safe to use from threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
+        self._error_rates: list[_ErrorRate] = []
         self._latency = 0.0
 
     def fail_next(
@@ -112,10 +140,7 @@ class Faults:
         `content_type` (plain text by default), for example an HTML 502 page
         from a proxy. `retry_after` becomes the Retry-After header.
         """
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise TypeError(f"status must be an int, got {status!r}.")
-        if not 400 <= status <= 599:
-            raise ValueError(f"status must be an HTTP error status from 400 to 599, got {status}.")
+        _check_status(status)
         if content_type is not None and body is None:
             raise ValueError(
                 f"content_type {content_type!r} was given without a body. Pass body "
@@ -144,6 +169,47 @@ class Faults:
         """
         self._add(DropFault(after_change=after_change), count, method, path)
 
+    def set_error_rate(
+        self,
+        status: int,
+        rate: float,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        seed: int | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        """Respond with `status` to the share `rate` (0 to 1) of matching requests.
+
+        Each matching request draws from a random generator seeded with `seed`,
+        so a seed gives the same sequence of failures on every run. Setting a
+        rate for the same status, method and path replaces it, and rate 0
+        removes it. Rules added with `fail_next` and `drop_next` apply first.
+        """
+        fault = FailFault(status=_check_status(status), retry_after=retry_after)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be a number from 0 to 1, got {rate!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}.")
+
+        method = method.upper() if method is not None else None
+        entry = _ErrorRate(
+            fault=fault,
+            rate=float(rate),
+            method=method,
+            path=path,
+            seed=seed,
+            generator=random.Random(seed),
+        )
+        with self._lock:
+            self._error_rates = [
+                existing
+                for existing in self._error_rates
+                if (existing.fault.status, existing.method, existing.path) != (status, method, path)
+            ]
+            if rate > 0:
+                self._error_rates.append(entry)
+
     def set_latency(self, seconds: float) -> None:
         """Wait `seconds` of real time before responding to each API request."""
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
@@ -162,13 +228,18 @@ class Faults:
             return self._latency
 
     def clear(self) -> None:
-        """Remove every rule and set the latency back to 0."""
+        """Remove every rule and error rate, and set the latency back to 0."""
         with self._lock:
             self._rules.clear()
+            self._error_rates.clear()
             self._latency = 0.0
 
     def take(self, method: str, path: str) -> Fault | None:
-        """Return the fault for this request and use up one count of its rule."""
+        """Return the fault for this request, using up one count of its rule.
+
+        Rules come first. When none matches, each matching error rate draws in
+        the order the rates were set, and the first that hits gives the fault.
+        """
         with self._lock:
             for rule in self._rules:
                 if rule.matches(method, path):
@@ -176,14 +247,20 @@ class Faults:
                     if rule.remaining == 0:
                         self._rules.remove(rule)
                     return rule.fault
+            for error_rate in self._error_rates:
+                if not _matches(error_rate.method, error_rate.path, method, path):
+                    continue
+                if error_rate.generator.random() < error_rate.rate:
+                    return error_rate.fault
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the pending rules and the latency, for the admin routes."""
+        """Return the pending rules, the error rates and the latency, for the admin routes."""
         with self._lock:
             return {
                 "latency": self._latency,
                 "rules": [rule.to_json() for rule in self._rules],
+                "error_rates": [entry.to_json() for entry in self._error_rates],
             }
 
     def _add(self, fault: Fault, count: int, method: str | None, path: str | None) -> None:
@@ -197,3 +274,11 @@ class Faults:
         )
         with self._lock:
             self._rules.append(rule)
+
+
+def _check_status(status: object) -> int:
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise TypeError(f"status must be an int, got {status!r}.")
+    if not 400 <= status <= 599:
+        raise ValueError(f"status must be an HTTP error status from 400 to 599, got {status}.")
+    return status

@@ -35,7 +35,14 @@ DELETE_IDLE_SECONDS = 15 * 60
 
 @dataclass(frozen=True)
 class Release:
-    """One release of a deployment: a version and a configuration."""
+    """One release of a deployment: a version and a configuration.
+
+    `instances_since` is when the deployment began running this version on this
+    hardware: the `created_at` of the first release in the current run of
+    releases that share both. A release that changes either one reboots the
+    deployment's instances, and one that changes only the instance counts does
+    not.
+    """
 
     number: int
     model: str
@@ -44,6 +51,7 @@ class Release:
     hardware: str
     min_instances: int
     max_instances: int
+    instances_since: datetime
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,10 @@ class DeploymentRecord:
     """A deployment and the bookkeeping the API does not show.
 
     `offline_since` is when the current run of releases with `min_instances`
-    0 began, or None while `min_instances` is above 0. `last_used_at` is the
-    last time a prediction used the deployment, set by `EmulatorState.touch`.
-    `sequence` orders deployments by creation.
+    0 began, or None while `min_instances` is above 0. `online_since` is the
+    reverse: when the current run with `min_instances` above 0 began, or None.
+    `last_used_at` is the last time a prediction used the deployment, set by
+    `EmulatorState.touch`. `sequence` orders deployments by creation.
     """
 
     owner: str
@@ -62,6 +71,18 @@ class DeploymentRecord:
     release: Release
     offline_since: datetime | None
     last_used_at: datetime | None
+    online_since: datetime | None = None
+
+    @property
+    def min_instances_booting_since(self) -> datetime | None:
+        """When the always-on instances of the current release began to boot, or None.
+
+        None when the current release has `min_instances` 0. Otherwise the later
+        of `online_since` and the release's `instances_since`.
+        """
+        if self.online_since is None:
+            return None
+        return max(self.online_since, self.release.instances_since)
 
     @property
     def ref(self) -> str:
@@ -144,6 +165,7 @@ class EmulatorState:
             hardware=request.hardware,
             min_instances=request.min_instances,
             max_instances=request.max_instances,
+            instances_since=now,
         )
 
         with self._lock:
@@ -163,6 +185,7 @@ class EmulatorState:
                 release=release,
                 offline_since=now if release.min_instances == 0 else None,
                 last_used_at=None,
+                online_since=now if release.min_instances > 0 else None,
             )
             self._deployments[key] = record
             return record
@@ -184,14 +207,18 @@ class EmulatorState:
         with self._lock:
             record = self._find(owner, name)
             current = record.release
+            version = _pick(update.version, current.version)
+            hardware = _pick(update.hardware, current.hardware)
+            same_instances = version == current.version and hardware == current.hardware
             release = Release(
                 number=current.number + 1,
                 model=current.model,
-                version=_pick(update.version, current.version),
+                version=version,
                 created_at=now,
-                hardware=_pick(update.hardware, current.hardware),
+                hardware=hardware,
                 min_instances=_pick(update.min_instances, current.min_instances),
                 max_instances=_pick(update.max_instances, current.max_instances),
+                instances_since=current.instances_since if same_instances else now,
             )
             self._check_release(release, update)
 
@@ -199,6 +226,7 @@ class EmulatorState:
                 record,
                 release=release,
                 offline_since=_offline_since(record, release, now),
+                online_since=_online_since(record, release, now),
             )
             self._deployments[record.ref] = updated
             return updated
@@ -276,6 +304,12 @@ def _offline_since(record: DeploymentRecord, release: Release, now: datetime) ->
     if release.min_instances > 0:
         return None
     return record.offline_since or now
+
+
+def _online_since(record: DeploymentRecord, release: Release, now: datetime) -> datetime | None:
+    if release.min_instances == 0:
+        return None
+    return record.online_since or now
 
 
 def _display_name(account: str) -> str:
