@@ -22,9 +22,11 @@ demo: $(VENV)/.synced
 test: $(VENV)/.synced
 	$(BIN)/python -m pytest
 
+PYTHON_SOURCES := replicate_tasks flows tests
+
 lint: $(VENV)/.synced
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PYTHON_SOURCES)
+	$(BIN)/ruff format --check $(PYTHON_SOURCES)
 	$(BIN)/mypy
 
 $(UV):

@@ -7,8 +7,9 @@ until Replicate reports each deployment's current release as asked. It leaves
 a markdown artifact with the plan and the outcome.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: when a deployment runs a flow,
+# Prefect builds the parameter model from these annotations, and a pydantic
+# model named in a string annotation (such as Prediction) then fails to resolve.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 

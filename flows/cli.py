@@ -484,3 +484,7 @@ def receiver(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

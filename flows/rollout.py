@@ -17,8 +17,9 @@ reuses the preview deployment, and proves production ready again before
 declaring success, so production is never left on an unproven version.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: when a deployment runs a flow,
+# Prefect builds the parameter model from these annotations, and a pydantic
+# model named in a string annotation (such as Prediction) then fails to resolve.
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field

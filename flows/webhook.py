@@ -25,8 +25,9 @@ Handling by status:
 result, or part of a log line.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: when a deployment runs a flow,
+# Prefect builds the parameter model from these annotations, and a pydantic
+# model named in a string annotation (such as Prediction) then fails to resolve.
 import base64
 import binascii
 import json
