@@ -10,8 +10,10 @@ a markdown artifact with the plan and the outcome.
 # No `from __future__ import annotations` here: when a deployment runs a flow,
 # Prefect builds the parameter model from these annotations, and a pydantic
 # model named in a string annotation (such as Prediction) then fails to resolve.
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -27,6 +29,9 @@ from replicate_tasks.plan import Action, Change, LiveState, Plan, make_plan
 from replicate_tasks.waits import WaitOptions, describe_release, release_matches, wait_until
 
 from .report import Outcome, apply_markdown
+
+if TYPE_CHECKING:
+    from .rollout import RolloutResult
 
 __all__ = [
     "ApplyFailedError",
@@ -123,7 +128,13 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
     else:
         arguments = change.update_arguments()
         if spec.rollout is not None and "version" in arguments:
-            roll_out_version(change, arguments.pop("version"))
+            rolled_out = roll_out_version(change, arguments.pop("version"))
+            if arguments:
+                # The rollout may have taken long: check nobody changed the
+                # deployment since, as before any other change.
+                _check_unchanged_since_plan(
+                    dataclasses.replace(change, release_number=rolled_out.release_number)
+                )
         if arguments:
             deployment = tasks.update_deployment(change.owner, spec.name, **arguments)
         else:
@@ -150,13 +161,13 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
     return Outcome(change.ref, status, deployment.release_number)
 
 
-def roll_out_version(change: Change, version: str) -> None:
+def roll_out_version(change: Change, version: str) -> "RolloutResult":
     """Move to a new version with the rollout the file names: proven ready, or rolled back."""
     from .rollout import rollout_deployment
 
     rollout = change.spec.rollout
     assert rollout is not None
-    rollout_deployment(
+    return rollout_deployment(
         change.ref,
         version,
         strategy=rollout.strategy,

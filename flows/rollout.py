@@ -20,6 +20,7 @@ declaring success, so production is never left on an unproven version.
 # No `from __future__ import annotations` here: when a deployment runs a flow,
 # Prefect builds the parameter model from these annotations, and a pydantic
 # model named in a string annotation (such as Prediction) then fails to resolve.
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ __all__ = [
 
 Strategy = Literal["in-place", "blue-green"]
 Outcome = Literal["succeeded", "unchanged", "rolled-back", "failed"]
+
+PREVIEW_SUFFIX = re.compile(r"^[-_][a-z0-9][a-z0-9._-]*$")
+VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 
 # Failures that mean the new release does not work, as opposed to misuse.
 ROLLBACK_ERRORS = (ProbeFailedError, WaitTimeoutError, ReplicateError)
@@ -155,6 +159,13 @@ class Run:
         self.expected_release = updated.release_number
         self.step(f"release {updated.release_number}: {describe_changes(fields)}")
         applied = wait_for_release(self.client, self.owner, self.name, fields, self.logger)
+        if applied.release_number != updated.release_number and not self.force:
+            raise ConcurrentChangeError(
+                f"deployment {self.ref} moved from release {updated.release_number}, made by "
+                f"this {self.result.action}, to {applied.release_number} before the change "
+                f"was observed, so someone else changed it; stopping instead of overwriting "
+                f"their change. Rerun to start from the new release, or pass force to override."
+            )
         self.expected_release = applied.release_number
         return applied
 
@@ -165,7 +176,12 @@ class Run:
         self.result.steps.append(f"{datetime.now(UTC):%H:%M:%S} {message}")
 
     def record(
-        self, phase: Phase, *, reason: str | None = None, release: int | None = None
+        self,
+        phase: Phase,
+        *,
+        reason: str | None = None,
+        release: int | None = None,
+        preview: str | None = None,
     ) -> None:
         entry = JournalEntry(
             rollout_id=self.result.rollout_id,
@@ -177,6 +193,7 @@ class Run:
             target=self.target,
             release_number=release,
             reason=reason,
+            preview=preview,
             flow_run_id=flow_run.get_id(),
         )
         self.journal.append(entry)
@@ -203,6 +220,30 @@ class Run:
         if outcome in ("failed", "rolled-back"):
             raise RolloutFailedError(self.result)
         return self.result
+
+    def owns_preview(self, preview_name: str) -> bool:
+        """Whether a rollout of this deployment recorded creating the deployment `preview_name`."""
+        return any(
+            entry.phase == "preview" and entry.preview == preview_name
+            for entry in self.journal.entries(self.ref)
+        )
+
+    def unproven(self, live: Deployment) -> JournalEntry | None:
+        """Return the journal's unfinished rollout that left production on its live version.
+
+        A rollout that promoted a version and then stopped (or failed to roll
+        back) leaves production on a version no probe proved. Such an entry's
+        `previous` is the last proven release, the right target of a rollback.
+        """
+        rollouts = latest_by_rollout(self.journal.entries(self.ref))
+        if not rollouts:
+            return None
+        last = rollouts[-1]
+        if last.phase == "succeeded" or last.previous is None or last.target is None:
+            return None
+        if last.target.version != live.version or last.previous.version == live.version:
+            return None
+        return last
 
     def last_attempt(self, version: str) -> JournalEntry | None:
         """Return the last entry of the newest journaled rollout of this deployment to `version`."""
@@ -325,6 +366,8 @@ def bake(run: Run, version: str, probe: ProbeSettings, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     rounds = 0
     while time.monotonic() < deadline:
+        if rounds:
+            time.sleep(min(probe.poll_interval, max(deadline - time.monotonic(), 0)))
         prove_ready(
             run.client,
             run.ref,
@@ -350,6 +393,16 @@ def ensure_preview(run: Run, live: Deployment, version: str, preview_name: str) 
     try:
         existing = run.client.deployments.get(run.owner, preview_name)
     except NotFoundError:
+        existing = None
+    if existing is not None and not run.owns_preview(preview_name):
+        raise ConcurrentChangeError(
+            f"deployment {preview} exists, and no rollout of {run.ref} recorded creating it, "
+            f"so it may serve someone else; rename it, or pass another preview_suffix"
+        )
+    if existing is None:
+        # Claim the name in the journal before creating it, so that a run
+        # killed right after the create still recognizes the preview as its own.
+        run.record("preview", preview=preview_name)
         run.client.deployments.create(
             preview_name, live.model, version, **{k: v for k, v in fields.items() if k != "version"}
         )
@@ -461,31 +514,55 @@ def rollout_deployment(
             "a blue-green rollout needs probe_input to prove the preview ready; pass the input "
             "of a cheap, representative prediction"
         )
+    if strategy == "blue-green" and not PREVIEW_SUFFIX.match(preview_suffix):
+        raise ValueError(
+            f"preview_suffix {preview_suffix!r} is invalid; expected '-' or '_' followed by "
+            f"lowercase letters or digits, such as '-preview', so the preview never takes "
+            f"production's name"
+        )
+    if approval_timeout is not None and approval_timeout < 1:
+        raise ValueError(
+            f"approval_timeout must be at least 1 second, got {approval_timeout!r}; "
+            f"leave it unset to promote without approval"
+        )
+    if not VERSION_ID.match(version):
+        raise ValueError(
+            f"version {version!r} is invalid; expected the 64-character hexadecimal version id"
+        )
     run = Run(deployment, f"rollout ({strategy})", force=force)
     live = run.read()
     preview_name = f"{run.name}{preview_suffix}"
 
-    # Production already on the target version is proven only if the journal's
-    # last rollout to it succeeded; otherwise an earlier run stopped after the
-    # promotion, and this run proves it (or rolls back) before anything else.
-    attempt = run.last_attempt(version)
+    # Production on a version that the journal's last rollout promoted but
+    # never proved is not a safe rollback target: that rollout's recorded
+    # previous release is. Production already on the target version is proven
+    # only if the journal's last rollout to it succeeded; otherwise this run
+    # resumes it, proving it (or rolling back) before anything else.
+    unproven = run.unproven(live)
     resumed = None
     if live.version == version:
-        if attempt is None or attempt.phase == "succeeded" or attempt.previous is None:
-            if strategy == "blue-green" and delete_preview:
+        if unproven is None:
+            if strategy == "blue-green" and delete_preview and run.owns_preview(preview_name):
                 remove_preview(run, preview_name, delete_timeout)
             run.step(f"already serving version {version[:12]}")
             return run.finish("unchanged")
-        resumed = attempt
-        run.result.rollout_id = attempt.rollout_id
-        run.previous = attempt.previous
+        resumed = unproven
+        run.result.rollout_id = unproven.rollout_id
+        run.previous = unproven.previous
         run.step(
-            f"resuming rollout {attempt.rollout_id}: production is on the new version, unproven"
+            f"resuming rollout {unproven.rollout_id}: production is on the new version, unproven"
+        )
+    elif unproven is not None:
+        run.previous = unproven.previous
+        run.step(
+            f"production is on version {live.version[:12]}, which rollout "
+            f"{unproven.rollout_id} promoted but never proved; a rollback will restore "
+            f"version {unproven.previous.version[:12] if unproven.previous else '?'} instead"
         )
     else:
         run.previous = settings_of(live)
     assert run.previous is not None
-    run.target = run.previous.model_copy(update={"version": version, "number": None})
+    run.target = settings_of(live).model_copy(update={"version": version, "number": None})
 
     if live.version != version:
         check_version(run, live, version, allow_incompatible_schema)
@@ -493,6 +570,7 @@ def rollout_deployment(
         run.record("started")
 
     promoted = live.version == version
+    promoting = promoted
     try:
         if strategy == "blue-green" and not promoted:
             assert probe is not None
@@ -509,6 +587,9 @@ def rollout_deployment(
             if approval_timeout:
                 wait_for_approval(run, approval_timeout)
         if not promoted:
+            # From here a failure may come after the change landed (a lost
+            # response, a wait that timed out), so the failure path re-reads.
+            promoting = True
             promoted_to = run.update(version=version)
             run.record("promoted", release=promoted_to.release_number)
             promoted = True
@@ -525,10 +606,10 @@ def rollout_deployment(
         return run.finish("failed", str(error))
     except ROLLBACK_ERRORS as error:
         return fail_or_roll_back(
-            run, error, promoted, strategy, preview_name, delete_preview, delete_timeout
+            run, error, promoting, strategy, preview_name, delete_preview, delete_timeout
         )
 
-    if strategy == "blue-green" and delete_preview:
+    if strategy == "blue-green" and delete_preview and run.owns_preview(preview_name):
         remove_preview(run, preview_name, delete_timeout)
     run.record("succeeded", release=run.expected_release)
     return run.finish("succeeded")
@@ -537,16 +618,33 @@ def rollout_deployment(
 def fail_or_roll_back(
     run: Run,
     error: BaseException,
-    promoted: bool,
+    promoting: bool,
     strategy: str,
     preview_name: str,
     delete_preview: bool,
     delete_timeout: float,
 ) -> RolloutResult:
-    """After a failure, restore the previous release if production was changed, and record why."""
+    """After a failure, restore the previous release if production was changed, and record why.
+
+    With `promoting`, the promotion was sent, so production is read again: a
+    change whose response was lost still counts as promoted.
+    """
     reason = f"{type(error).__name__}: {error}"
     run.step(f"failed: {reason}")
     outcome: Outcome = "failed"
+    promoted = False
+    if promoting and run.target is not None and run.previous is not None:
+        try:
+            current = run.client.deployments.get(run.owner, run.name)
+        except ReplicateError:
+            promoted = True  # Unknown: restoring the previous release is the safe side.
+        else:
+            settings = settings_of(current).model_copy(update={"number": None})
+            promoted = settings != run.previous.model_copy(update={"number": None})
+            if settings == run.target.model_copy(update={"number": None}):
+                # Our own change landed, perhaps more than once through retries
+                # whose responses were lost: its release is ours to roll back.
+                run.expected_release = current.release_number
     if promoted and run.previous is not None:
         try:
             roll_back(run, run.previous)
@@ -554,7 +652,7 @@ def fail_or_roll_back(
         except ReplicateError as rollback_error:
             reason += f"; the rollback also failed: {rollback_error}"
     run.record(outcome, reason=reason, release=run.expected_release)
-    if strategy == "blue-green" and delete_preview:
+    if strategy == "blue-green" and delete_preview and run.owns_preview(preview_name):
         try:
             remove_preview(run, preview_name, delete_timeout)
         except ReplicateError as cleanup_error:
@@ -598,24 +696,41 @@ def scale_deployment(
     }
     if not fields:
         raise ValueError("scale needs at least one of min_instances, max_instances or hardware")
+    check_instances(min_instances, max_instances)
+    probe = probe_settings(probe_input, probe_count, ready_timeout, 1, poll_interval)
     run = Run(deployment, "scale", force=force)
     live = run.read()
     run.previous = settings_of(live)
     run.target = run.previous.model_copy(update={**fields, "number": None})
+    if run.target.min_instances > run.target.max_instances:
+        raise ValueError(
+            f"min_instances {run.target.min_instances} would exceed max_instances "
+            f"{run.target.max_instances}; raise max_instances too. Nothing was changed."
+        )
     if release_matches(live, fields):
         run.step("already at the requested scale")
         return run.finish("unchanged")
     run.record("started")
     try:
         updated = run.update(**fields)
-        probe = probe_settings(probe_input, probe_count, ready_timeout, 1, poll_interval)
         if probe is not None:
             prove_deployment_ready(run, run.ref, updated.version, probe)
-    except ReplicateError as error:
+    except ConcurrentChangeError as error:
         run.record("failed", reason=str(error), release=run.expected_release)
         return run.finish("failed", str(error))
+    except ReplicateError as error:
+        # The new scale or hardware does not serve: restore the previous one.
+        return fail_or_roll_back(run, error, True, "in-place", "", False, 0)
     run.record("succeeded", release=run.expected_release)
     return run.finish("succeeded")
+
+
+def check_instances(min_instances: int | None, max_instances: int | None) -> None:
+    """Reject instance counts outside Replicate's ranges before anything changes."""
+    if min_instances is not None and not 0 <= min_instances <= 5:
+        raise ValueError(f"min_instances must be from 0 to 5, got {min_instances!r}")
+    if max_instances is not None and not 0 <= max_instances <= 20:
+        raise ValueError(f"max_instances must be from 0 to 20, got {max_instances!r}")
 
 
 @flow(name="delete-deployment")
@@ -662,6 +777,12 @@ def undo_deployment(deployment: str, force: bool = False) -> RolloutResult:
         )
     last = done[-1]
     assert last.previous is not None
+    if last.release_number is not None and live.release_number != last.release_number and not force:
+        raise ConcurrentChangeError(
+            f"deployment {deployment} is at release {live.release_number}, but the last change "
+            f"the journal recorded left it at release {last.release_number}, so someone else "
+            f"changed it since; undo would overwrite their change. Pass force to undo anyway."
+        )
     run.previous = settings_of(live)
     run.target = last.previous
     fields = {

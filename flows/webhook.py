@@ -73,6 +73,12 @@ LOG_LINES_RECORDED = 20
 FAILED_STATUSES = frozenset({"failed", "canceled", "aborted"})
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
+# Replicate serves prediction files from replicate.delivery and its subdomains.
+# Other hosts must be trusted explicitly, so that a forged or mistaken payload
+# cannot make a worker fetch internal addresses.
+OUTPUT_HOSTS_ENVIRONMENT_VARIABLE = "REPLICATE_TASKS_OUTPUT_HOSTS"
+DEFAULT_OUTPUT_HOSTS = ("replicate.delivery", "*.replicate.delivery")
+
 # Webhook ids accepted by this process. Each run of a deployment is its own
 # process, so this stops replays within one worker only. The receiver keeps
 # its own store.
@@ -255,7 +261,10 @@ class _OutputSaver:
 
     @contextmanager
     def open(self) -> Iterator[None]:
-        with httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as client:
+        hooks = {"request": [_check_output_host]}
+        with httpx.Client(
+            timeout=DOWNLOAD_TIMEOUT, follow_redirects=True, event_hooks=hooks
+        ) as client:
             self._client = client
             try:
                 yield
@@ -321,6 +330,26 @@ class _OutputSaver:
             f"Output {_short(url)} {found}, more than the limit of {self.max_bytes} bytes. "
             "Raise max_output_bytes to save it."
         )
+
+
+def allowed_output_hosts() -> tuple[str, ...]:
+    """Return the hosts that outputs may be downloaded from: Replicate's, and any trusted."""
+    extra = os.environ.get(OUTPUT_HOSTS_ENVIRONMENT_VARIABLE, "")
+    trusted = tuple(host.strip().lower() for host in extra.split(",") if host.strip())
+    return DEFAULT_OUTPUT_HOSTS + trusted
+
+
+def _check_output_host(request: httpx.Request) -> None:
+    """Reject a download, or a redirect, to a host that is not allowed."""
+    host = request.url.host.lower()
+    for pattern in allowed_output_hosts():
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return
+    raise OutputSaveError(
+        f"Output host {host!r} is not allowed: outputs are downloaded only from "
+        f"{', '.join(DEFAULT_OUTPUT_HOSTS)}. Add the host to "
+        f"{OUTPUT_HOSTS_ENVIRONMENT_VARIABLE} (comma-separated) to trust it."
+    )
 
 
 def _is_file_reference(value: str) -> bool:

@@ -21,9 +21,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
+import threading
 import time
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -32,6 +34,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 import tenacity
+from pydantic import SecretStr
 
 from .calls import Call, Done, Request, Sleep, parse_response, raise_for_status, resume, start
 from .errors import ReplicateError
@@ -94,7 +97,8 @@ class Replicate(RunMixin):
         async_transport: httpx.AsyncBaseTransport | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
-        self._api_token = api_token or os.environ.get("REPLICATE_API_TOKEN") or None
+        token = api_token or os.environ.get("REPLICATE_API_TOKEN") or None
+        self._api_token = SecretStr(token) if token else None
         self.base_url = _normalize_base_url(
             base_url or os.environ.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
         )
@@ -103,7 +107,11 @@ class Replicate(RunMixin):
         else:
             self.timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
-        self.limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        self.limiter = (
+            shared_limiter(self.base_url, self._api_token, rate_limit)
+            if rate_limit is not None
+            else None
+        )
         self._transport = transport
         self._async_transport = async_transport
         self._logger = logger or default_logger
@@ -162,7 +170,7 @@ class Replicate(RunMixin):
                 "variable or pass api_token to Replicate()."
             )
         return {
-            "Authorization": f"Bearer {self._api_token}",
+            "Authorization": f"Bearer {self._api_token.get_secret_value()}",
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
         }
@@ -269,6 +277,26 @@ class Replicate(RunMixin):
             headers=headers,
             timeout=timeout,
         )
+
+
+_limiters: dict[tuple[str, str, RateLimit], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_limiter(base_url: str, token: SecretStr | None, limit: RateLimit) -> RateLimiter:
+    """Return the process's limiter for one account at one address.
+
+    Replicate counts requests per account, and Prefect tasks each open their
+    own client, so clients of the same token and base URL share one limiter.
+    The token is keyed by its hash, so the registry holds no token.
+    """
+    secret = token.get_secret_value() if token else ""
+    key = (base_url, hashlib.sha256(secret.encode()).hexdigest(), limit)
+    with _limiters_lock:
+        limiter = _limiters.get(key)
+        if limiter is None:
+            limiter = _limiters[key] = RateLimiter(limit)
+        return limiter
 
 
 def _limit_kind(request: Request[Any]) -> str:

@@ -44,7 +44,9 @@ __all__ = [
 
 JOURNAL_ARTIFACT_KEY = "replicate-journal"
 
-Phase = Literal["started", "promoted", "succeeded", "rolled-back", "failed"]
+# `preview` records that a blue-green rollout claimed (and then created) its
+# preview deployment, so only previews the tool made are reused or deleted.
+Phase = Literal["started", "preview", "promoted", "succeeded", "rolled-back", "failed"]
 FINAL_PHASES: frozenset[str] = frozenset({"succeeded", "rolled-back", "failed"})
 
 
@@ -75,6 +77,7 @@ class JournalEntry(BaseModel):
     target: ReleaseSettings | None = None
     release_number: int | None = None
     reason: str | None = None
+    preview: str | None = None
     flow_run_id: str | None = None
 
     @property

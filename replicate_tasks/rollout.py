@@ -22,11 +22,10 @@ from .errors import (
     ConflictError,
     NotFoundError,
     ProbeFailedError,
-    RateLimitError,
-    ServerError,
     WaitTimeoutError,
 )
 from .models import Prediction
+from .waits import TRANSIENT_ERRORS
 
 __all__ = [
     "CompareRule",
@@ -39,7 +38,6 @@ __all__ = [
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 CompareRule = Literal["none", "exact", "shape"]
-TRANSIENT_ERRORS = (APIConnectionError, RateLimitError, ServerError)
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,7 @@ def prove_ready(
     """
     deadline = time.monotonic() + probe.timeout
     passed: list[Prediction] = []
+    seen: set[str] = set()
     failures = 0
     last_state = "no probe finished yet"
     while len(passed) < probe.count:
@@ -109,7 +108,8 @@ def prove_ready(
                 last_state=last_state,
             )
         try:
-            prediction = client.deployments.predictions.create(deployment, dict(probe.input))
+            prediction = create_probe(client, deployment, probe, seen)
+            seen.add(prediction.id)
             prediction = client.predictions.wait(
                 prediction, timeout=remaining, interval=probe.poll_interval
             )
@@ -157,6 +157,33 @@ def prove_ready(
                     prediction=prediction,
                 )
     return passed
+
+
+def create_probe(
+    client: Replicate, deployment: str, probe: ProbeSettings, seen: set[str]
+) -> Prediction:
+    """Create one probe prediction, never a second one for a creation whose response was lost.
+
+    A prediction creation is not repeated once it may have reached Replicate.
+    When its response is lost, the newest predictions are searched for the
+    probe instead (the same deployment and input, and not a probe already
+    counted), so that a network fault does not leave a billed prediction
+    running unwatched.
+    """
+    try:
+        return client.deployments.predictions.create(deployment, dict(probe.input))
+    except APIConnectionError as error:
+        if not error.request_sent:
+            raise
+        lost = error
+    for prediction in client.predictions.list().results:
+        if (
+            prediction.deployment == deployment
+            and prediction.input == dict(probe.input)
+            and prediction.id not in seen
+        ):
+            return prediction
+    raise lost
 
 
 def delete_when_allowed(

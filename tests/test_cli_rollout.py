@@ -58,7 +58,9 @@ def test_rollout_history_undo(production: str, client: Replicate) -> None:
     assert "rollout (blue-green) of acme/app: succeeded" in rolled.output
     assert "deleted preview acme/app-preview" in rolled.output
     assert history.exit_code == 0
-    assert history.output.count("rollout (blue-green)") == 3
+    assert (
+        history.output.count("rollout (blue-green)") == 4
+    )  # started, preview, promoted, succeeded
     assert f"{V1[:8]} → {V2[:8]}" in history.output
     assert undone.exit_code == 0, undone.output
     assert client.deployments.get(production).version == V1

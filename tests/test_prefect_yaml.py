@@ -26,4 +26,3 @@ def test_deployments_point_at_real_flows() -> None:
         names.append(deployment["name"])
 
     assert names == ["drift-check", "apply", "on-prediction-finished", "on-prediction-failed"]
-

@@ -73,7 +73,7 @@ def test_blue_green_to_good_version(
     assert live.hardware == "gpu-t4"
     assert live.min_instances == 1
     assert not preview_exists(client)
-    assert phases(journal) == ["started", "promoted", "succeeded"]
+    assert phases(journal) == ["started", "preview", "promoted", "succeeded"]
     assert journal.entries(production)[-1].previous is not None
     assert journal.entries(production)[-1].previous.version == V1  # type: ignore[union-attr]
     assert emulator.request_count("POST", "/v1/deployments") == 2  # production and one preview
@@ -328,14 +328,14 @@ deployments:
     assert "bad weights" in (raised.value.result.failed[0].error or "")
     assert client.deployments.get(production).version == V1
     assert emulator.request_count("POST", "/v1/deployments/acme/app-preview/predictions") == 1
-    assert phases(journal) == ["started", "failed"]
+    assert phases(journal) == ["started", "preview", "failed"]
 
     emulator.configure(version=V2, failure=None)
     result = apply_deployments(str(path))
 
     assert [o.status for o in result.outcomes] == ["updated"]
     assert client.deployments.get(production).version == V2
-    assert phases(journal)[-3:] == ["started", "promoted", "succeeded"]
+    assert phases(journal)[-4:] == ["started", "preview", "promoted", "succeeded"]
 
 
 def test_unapproved_promotion_times_out(
@@ -349,3 +349,128 @@ def test_unapproved_promotion_times_out(
     assert "promotion was not approved within 2 s" in str(raised.value.result.reason)
     assert client.deployments.get(production).version == V1
     assert not preview_exists(client)
+
+
+V3 = "a00d0b7dcbb9c3fbb34ba87d2d5b46c56969c84a628bf778a7fdaec30b1b99c5"
+
+
+def test_foreign_preview_is_left_alone(
+    production: str, client: Replicate, journal: FileJournal
+) -> None:
+    client.deployments.create(
+        "app-preview", MODEL, V1, hardware="gpu-t4", min_instances=1, max_instances=3
+    )
+
+    with pytest.raises(RolloutFailedError) as raised:
+        rollout_deployment(production, V2, strategy="blue-green", probe_input=PROBE, **FAST)
+
+    foreign = client.deployments.get("acme", "app-preview")
+    assert "no rollout of acme/app recorded creating it" in str(raised.value.result.reason)
+    assert (foreign.release_number, foreign.min_instances, foreign.max_instances) == (1, 1, 3)
+    assert client.deployments.get(production).version == V1
+
+
+@pytest.mark.parametrize("suffix", ["", "preview", "-", "/x", "-UP"])
+def test_preview_suffix_is_checked(production: str, suffix: str) -> None:
+    with pytest.raises(ValueError, match=r"preview_suffix .* is invalid"):
+        rollout_deployment(
+            production, V2, strategy="blue-green", probe_input=PROBE, preview_suffix=suffix
+        )
+
+
+def test_bad_version_id_changes_nothing(production: str, emulator: Emulator) -> None:
+    before = len(emulator.requests)
+
+    with pytest.raises(ValueError, match="expected the 64-character hexadecimal version id"):
+        rollout_deployment(production, "v2", probe_input=PROBE)
+
+    assert len(emulator.requests) == before
+
+
+def test_lost_promotion_response_rolls_back(
+    production: str, client: Replicate, emulator: Emulator, journal: FileJournal
+) -> None:
+    emulator.configure(version=V2, failure="never served")
+    # Every attempt of the promotion lands, and every response is lost.
+    emulator.faults.drop_next(
+        count=5, method="PATCH", path="/v1/deployments/acme/app", after_change=True
+    )
+
+    with pytest.raises(RolloutFailedError) as raised:
+        rollout_deployment(production, V2, probe_input=PROBE, **FAST)
+
+    assert raised.value.result.outcome == "rolled-back"
+    assert client.deployments.get(production).version == V1
+    assert phases(journal)[-1] == "rolled-back"
+
+
+def test_rollback_skips_unproven_version(
+    production: str, client: Replicate, emulator: Emulator, journal: FileJournal
+) -> None:
+    from replicate_tasks.journal import JournalEntry, ReleaseSettings
+
+    # An earlier rollout promoted V2 and stopped before proving it.
+    proven = ReleaseSettings(version=V1, hardware="gpu-t4", min_instances=1, max_instances=2)
+    journal.append(
+        JournalEntry(
+            rollout_id="stopped",
+            deployment=production,
+            action="rollout (in-place)",
+            phase="promoted",
+            previous=proven,
+            target=proven.model_copy(update={"version": V2}),
+        )
+    )
+    client.deployments.update("acme", "app", version=V2)
+    emulator.configure(version=V3, failure="bad weights")
+
+    with pytest.raises(RolloutFailedError):
+        rollout_deployment(
+            production, V3, probe_input=PROBE, allow_incompatible_schema=True, **FAST
+        )
+
+    assert client.deployments.get(production).version == V1
+
+
+def test_undo_stops_on_later_change(
+    production: str, client: Replicate, journal: FileJournal
+) -> None:
+    from replicate_tasks import ConcurrentChangeError
+
+    rollout_deployment(production, V2, probe_input=PROBE, **FAST)
+    client.deployments.update("acme", "app", max_instances=5)
+
+    with pytest.raises(ConcurrentChangeError, match="someone else changed it since"):
+        undo_deployment(production)
+
+    live = client.deployments.get(production)
+    assert (live.version, live.max_instances) == (V2, 5)
+
+
+def test_scale_rolls_back_when_probes_fail(
+    production: str, client: Replicate, emulator: Emulator, journal: FileJournal
+) -> None:
+    emulator.configure(deployment="acme/app", failure="no capacity on this hardware")
+
+    with pytest.raises(RolloutFailedError) as raised:
+        scale_deployment(production, hardware="gpu-a40-large", probe_input=PROBE)
+
+    assert raised.value.result.outcome == "rolled-back"
+    assert client.deployments.get(production).hardware == "gpu-t4"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"min_instances": 6}, "min_instances must be from 0 to 5, got 6"),
+        ({"max_instances": 21}, "max_instances must be from 0 to 20, got 21"),
+        ({"min_instances": 3}, "min_instances 3 would exceed max_instances 2"),
+    ],
+)
+def test_scale_checks_counts_first(
+    production: str, journal: FileJournal, arguments: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        scale_deployment(production, **arguments)  # type: ignore[arg-type]
+
+    assert journal.entries(production) == []

@@ -168,6 +168,7 @@ def test_webhook_event_triggers_served_flow(
             "REPLICATE_BASE_URL": url,
             "REPLICATE_API_TOKEN": "token",
             "REPLICATE_TASKS_JOURNAL": str(tmp_path / "journal.jsonl"),
+            "REPLICATE_TASKS_OUTPUT_HOSTS": "127.0.0.1",
         }
         served = start(
             [sys.executable, "-c", SERVE, str(output_dir)], served_env, tmp_path / "serve.log"

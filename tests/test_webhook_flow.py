@@ -54,6 +54,12 @@ WAIT_SECONDS = 30
 
 
 @pytest.fixture(autouse=True)
+def trust_loopback_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator and the test file servers serve output files from 127.0.0.1."""
+    monkeypatch.setenv("REPLICATE_TASKS_OUTPUT_HOSTS", "127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
 def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", SECRET)
 
@@ -239,6 +245,17 @@ class TestSucceeded:
 
         with pytest.raises(OutputSaveError, match="is larger than the limit of 1000 bytes"):
             save_outputs(document, str(tmp_path), max_output_bytes=1_000)
+
+    def test_untrusted_host_is_not_fetched(
+        self, tmp_path: Path, file_server: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("REPLICATE_TASKS_OUTPUT_HOSTS")
+        document = Prediction(id="h", status="succeeded", output=f"{file_server}/files/redirect")
+
+        with pytest.raises(OutputSaveError, match=r"Output host '127\.0\.0\.1' is not allowed"):
+            save_outputs(document, str(tmp_path))
+
+        assert list((tmp_path / "h").iterdir()) == []
 
     def test_redirect_to_other_scheme_fails(self, tmp_path: Path, file_server: str) -> None:
         document = Prediction(id="r", status="succeeded", output=f"{file_server}/files/redirect")
