@@ -24,10 +24,9 @@ import time
 import timeit
 import tracemalloc
 from collections.abc import Callable
-
 from importlib.metadata import version
 
-from replicate.webhook import WebhookSigningSecret, Webhooks
+from replicate.webhook import Webhooks, WebhookSigningSecret
 
 from replicate_tasks import webhooks
 
@@ -100,8 +99,10 @@ def peak_bytes(function: Callable[[], object]) -> int:
 
 
 def main() -> None:
-    print(f"Python {platform.python_version()}, replicate {version('replicate')}, "
-          f"{platform.machine()}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"Python {platform.python_version()}, replicate {version('replicate')}, "
+        f"{platform.machine()}, {time.strftime('%Y-%m-%d')}"
+    )
     print(
         f"{'case':<18} {'ours µs':>9} {'verify µs':>10} {'official µs':>12} {'ratio':>6} "
         f"{'verify ratio':>13} {'ours KiB':>9} {'official KiB':>13} {'memory ratio':>13}"

@@ -227,6 +227,7 @@ def apply_deployments(
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+    WaitOptions(timeout=wait_timeout)  # Rejects a bad timeout before anything changes.
     logger = get_run_logger()
     config = load_config(path)
     live = read_live_state(

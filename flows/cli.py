@@ -6,8 +6,12 @@ commands that run flows: `--help`, `plan` and `hardware` stay fast.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
+import re
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,7 +165,7 @@ def apply(
     ] = 4,
     wait_timeout: Annotated[
         float,
-        typer.Option(help="Seconds to wait for each deployment to serve its new release."),
+        typer.Option(min=1, help="Seconds to wait for each deployment to serve its new release."),
     ] = 600.0,
 ) -> None:
     """Plan, apply the changes through a Prefect flow, and wait until each one is served."""
@@ -237,7 +241,38 @@ def hardware(emulate: EmulateOption = False) -> None:
     console.print(table)
 
 
-DeploymentArgument = Annotated[str, typer.Argument(help="The deployment, as owner/name.")]
+def check_deployment(value: str) -> str:
+    owner, _, name = value.partition("/")
+    if not owner or not name or "/" in name:
+        raise typer.BadParameter(
+            f"{value!r} is not of the form owner/name, such as acme/image-generator"
+        )
+    return value
+
+
+def check_version(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise typer.BadParameter(
+            f"{value!r} is not a version id: expected 64 lowercase hexadecimal characters, "
+            f"as on the model's versions page"
+        )
+    return value
+
+
+class StrategyChoice(enum.StrEnum):
+    in_place = "in-place"
+    blue_green = "blue-green"
+
+
+class CompareChoice(enum.StrEnum):
+    none = "none"
+    exact = "exact"
+    shape = "shape"
+
+
+DeploymentArgument = Annotated[
+    str, typer.Argument(help="The deployment, as owner/name.", callback=check_deployment)
+]
 ForceOption = Annotated[
     bool,
     typer.Option("--force", help="Continue even if someone else changes the deployment meanwhile."),
@@ -291,10 +326,14 @@ def print_result(result: Any) -> None:
 @app.command()
 def rollout(
     deployment: DeploymentArgument,
-    version: Annotated[str, typer.Option(help="The 64-character id of the version to serve.")],
+    version: Annotated[
+        str,
+        typer.Option(help="The 64-character id of the version to serve.", callback=check_version),
+    ],
     strategy: Annotated[
-        str, typer.Option(help="in-place, or blue-green (a preview proven ready first).")
-    ] = "in-place",
+        StrategyChoice,
+        typer.Option(help="in-place, or blue-green (a preview proven ready first)."),
+    ] = StrategyChoice.in_place,
     probe_input: Annotated[
         str | None, typer.Option(help="JSON input of the probe predictions that prove readiness.")
     ] = None,
@@ -306,10 +345,10 @@ def rollout(
         float, typer.Option(help="Seconds to keep probing production after promotion.")
     ] = 0.0,
     compare: Annotated[
-        str, typer.Option(help="Compare live and preview outputs: none, exact or shape.")
-    ] = "none",
+        CompareChoice, typer.Option(help="Compare live and preview outputs.")
+    ] = CompareChoice.none,
     approval_timeout: Annotated[
-        int | None, typer.Option(help="Seconds to wait for approval in the Prefect UI.")
+        int | None, typer.Option(min=1, help="Seconds to wait for approval in the Prefect UI.")
     ] = None,
     allow_incompatible_schema: Annotated[
         bool, typer.Option(help="Roll out even if the new version breaks the input schema.")
@@ -319,6 +358,12 @@ def rollout(
 ) -> None:
     """Move a deployment to another version, prove it serves it, roll back if not."""
     probe = parse_probe_input(probe_input)
+    if strategy is StrategyChoice.blue_green and probe is None:
+        raise typer.BadParameter(
+            "a blue-green rollout proves the preview ready with probe predictions; "
+            "pass their input as JSON",
+            param_hint="--probe-input",
+        )
     with api_environment(emulate):
         from .rollout import rollout_deployment
 
@@ -326,12 +371,12 @@ def rollout(
             lambda **state: rollout_deployment(
                 deployment,
                 version,
-                strategy=strategy,  # type: ignore[arg-type]
+                strategy=strategy.value,  # type: ignore[arg-type]
                 probe_input=probe,
                 probe_count=probe_count,
                 ready_timeout=ready_timeout,
                 bake_seconds=bake_seconds,
-                compare=compare,  # type: ignore[arg-type]
+                compare=compare.value,  # type: ignore[arg-type]
                 approval_timeout=approval_timeout,
                 allow_incompatible_schema=allow_incompatible_schema,
                 force=force,
@@ -343,8 +388,12 @@ def rollout(
 @app.command()
 def scale(
     deployment: DeploymentArgument,
-    min_instances: Annotated[int | None, typer.Option(help="Minimum instances, 0 to 5.")] = None,
-    max_instances: Annotated[int | None, typer.Option(help="Maximum instances, 0 to 20.")] = None,
+    min_instances: Annotated[
+        int | None, typer.Option(min=0, max=5, help="Minimum instances, 0 to 5.")
+    ] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(min=0, max=20, help="Maximum instances, 0 to 20.")
+    ] = None,
     hardware: Annotated[str | None, typer.Option(help="A hardware SKU, such as gpu-t4.")] = None,
     probe_input: Annotated[
         str | None, typer.Option(help="JSON input of a probe prediction to prove readiness.")
@@ -354,6 +403,14 @@ def scale(
 ) -> None:
     """Change a deployment's instance range or hardware and wait until it is applied."""
     probe = parse_probe_input(probe_input)
+    if min_instances is None and max_instances is None and hardware is None:
+        raise typer.BadParameter(
+            "nothing to change: pass --min-instances, --max-instances or --hardware"
+        )
+    if min_instances is not None and max_instances is not None and min_instances > max_instances:
+        raise typer.BadParameter(
+            f"--min-instances {min_instances} is above --max-instances {max_instances}"
+        )
     with api_environment(emulate):
         from .rollout import scale_deployment
 
@@ -374,7 +431,7 @@ def scale(
 def delete(
     deployment: DeploymentArgument,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for Replicate to allow the delete.")
+        float, typer.Option(min=1, help="Seconds to wait for Replicate to allow the delete.")
     ] = 1800.0,
     force: ForceOption = False,
     emulate: EmulateOption = False,
@@ -401,26 +458,23 @@ def history(deployment: DeploymentArgument) -> None:
     """Show the changes the flows made to a deployment, from the release journal."""
     from replicate_tasks.journal import default_journal
 
-    entries = default_journal().entries(deployment)
+    # Changes made through another API (an emulator, say) are not this one's history.
+    api = Replicate(api_token="unused").base_url
+    entries = [e for e in default_journal().entries(deployment) if e.api in (None, api)]
     if not entries:
-        console.print(f"The journal has no changes of {deployment}.")
+        console.print(f"The journal has no changes of {deployment} made through {api}.")
         return
-    table = Table(title=f"History of {deployment}", title_justify="left")
-    for column in ("time (UTC)", "rollout", "action", "phase", "change", "release", "by"):
-        table.add_column(column, no_wrap=column != "change")
-    table.add_column("reason", overflow="fold")
+    console.print(f"History of {deployment} through {api}, oldest first:")
     for entry in entries:
-        table.add_row(
-            f"{entry.at:%m-%d %H:%M:%S}",
-            entry.rollout_id[:8],
-            entry.action,
-            entry.phase,
-            describe_change(entry.previous, entry.target),
-            "-" if entry.release_number is None else str(entry.release_number),
-            entry.by or "-",
-            entry.reason or "",
+        release = "" if entry.release_number is None else f"  release {entry.release_number}"
+        console.print(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.rollout_id[:8]}  {entry.action}  "
+            f"[bold]{entry.phase}[/bold]  {describe_change(entry.previous, entry.target)}"
+            f"{release}  by {entry.by or 'unknown'}",
+            highlight=False,
         )
-    console.print(table)
+        if entry.reason:
+            console.print(f"    reason: {entry.reason}", highlight=False, markup=False)
 
 
 def describe_change(previous: Any, target: Any) -> str:
@@ -464,11 +518,26 @@ def receiver(
     """Receive Replicate webhooks, verified with REPLICATE_WEBHOOK_SECRET, until interrupted."""
     if mode not in ("flow", "event"):
         raise typer.BadParameter(f"{mode!r} is not a mode; use flow or event", param_hint="--mode")
-    if not os.environ.get("REPLICATE_WEBHOOK_SECRET"):
+    secret = os.environ.get("REPLICATE_WEBHOOK_SECRET")
+    if not secret:
         raise fail(
             ValueError(
                 "REPLICATE_WEBHOOK_SECRET is not set; set it to the account's webhook signing "
                 "secret (whsec_...), which `client.webhooks.default.secret()` returns"
+            )
+        )
+    from replicate_tasks.webhooks import WebhookValidationError, signing_key
+
+    try:
+        signing_key(secret)
+    except WebhookValidationError as error:
+        raise fail(ValueError(f"REPLICATE_WEBHOOK_SECRET is invalid: {error}")) from None
+    if mode == "event" and not os.environ.get("PREFECT_API_URL"):
+        raise fail(
+            ValueError(
+                "--mode event needs PREFECT_API_URL: without it the events would go to a "
+                "temporary Prefect server that ends with this process, and trigger nothing. "
+                "Point PREFECT_API_URL at your Prefect server, or use --mode flow."
             )
         )
     from replicate_tasks.receiver import run_receiver
@@ -483,6 +552,10 @@ def receiver(
 
 
 def main() -> None:
+    # Service managers stop programs with SIGTERM; exiting through SystemExit
+    # runs the exit handlers, which stop the temporary Prefect server a flow
+    # run may have started.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     app()
 
 

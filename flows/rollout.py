@@ -187,6 +187,7 @@ class Run:
             rollout_id=self.result.rollout_id,
             deployment=self.ref,
             action=self.result.action,
+            api=self.client.base_url,
             phase=phase,
             by=self._account(),
             previous=self.previous,
@@ -221,11 +222,18 @@ class Run:
             raise RolloutFailedError(self.result)
         return self.result
 
+    def entries(self) -> list[JournalEntry]:
+        """Return the journal's entries for this deployment on this API."""
+        return [
+            entry
+            for entry in self.journal.entries(self.ref)
+            if entry.api in (None, self.client.base_url)
+        ]
+
     def owns_preview(self, preview_name: str) -> bool:
         """Whether a rollout of this deployment recorded creating the deployment `preview_name`."""
         return any(
-            entry.phase == "preview" and entry.preview == preview_name
-            for entry in self.journal.entries(self.ref)
+            entry.phase == "preview" and entry.preview == preview_name for entry in self.entries()
         )
 
     def unproven(self, live: Deployment) -> JournalEntry | None:
@@ -235,7 +243,7 @@ class Run:
         back) leaves production on a version no probe proved. Such an entry's
         `previous` is the last proven release, the right target of a rollback.
         """
-        rollouts = latest_by_rollout(self.journal.entries(self.ref))
+        rollouts = latest_by_rollout(self.entries())
         if not rollouts:
             return None
         last = rollouts[-1]
@@ -249,7 +257,7 @@ class Run:
         """Return the last entry of the newest journaled rollout of this deployment to `version`."""
         attempts = [
             entry
-            for entry in latest_by_rollout(self.journal.entries(self.ref))
+            for entry in latest_by_rollout(self.entries())
             if entry.target is not None and entry.target.version == version
         ]
         return attempts[-1] if attempts else None
@@ -598,9 +606,7 @@ def rollout_deployment(
             if bake_seconds > 0:
                 bake(run, version, probe, bake_seconds)
         else:
-            run.logger.warning(
-                "No probe_input: %s serves the new release, but readiness was not proven", run.ref
-            )
+            run.step("no probe_input, so readiness was NOT proven: the release is only applied")
     except ConcurrentChangeError as error:
         run.record("failed", reason=str(error))
         return run.finish("failed", str(error))
@@ -746,7 +752,7 @@ def delete_deployment(
     try:
         live = run.read()
     except NotFoundError:
-        run.step("already gone")
+        run.step(f"{run.ref} does not exist, so there is nothing to delete; check the name")
         return run.finish("unchanged")
     run.previous = settings_of(live)
     run.record("started")
@@ -769,7 +775,7 @@ def undo_deployment(deployment: str, force: bool = False) -> RolloutResult:
     """Restore the release that the journal's last successful change replaced."""
     run = Run(deployment, "undo", force=force)
     live = run.read()
-    done = [e for e in latest_by_rollout(run.journal.entries(deployment)) if e.phase == "succeeded"]
+    done = [e for e in latest_by_rollout(run.entries()) if e.phase == "succeeded"]
     if not done or done[-1].previous is None:
         raise ValueError(
             f"the journal has no successful change of {deployment} to undo; "

@@ -306,6 +306,11 @@ def _limit_kind(request: Request[Any]) -> str:
 
 
 def _normalize_base_url(url: str) -> str:
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(
+            f"base URL {url!r} (from base_url or REPLICATE_BASE_URL) is invalid; expected an "
+            f"http(s) URL such as https://api.replicate.com"
+        )
     url = url.rstrip("/")
     if url.endswith("/v1"):
         url = url[: -len("/v1")]

@@ -63,13 +63,18 @@ class ReleaseSettings(BaseModel):
 
 
 class JournalEntry(BaseModel):
-    """One step of one change to one deployment."""
+    """One step of one change to one deployment.
+
+    `api` is the base URL of the API the change was made through, so that
+    changes made on an emulator are never mistaken for the real API's.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     rollout_id: str
     deployment: str
     action: str
+    api: str | None = None
     phase: Phase
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     by: str | None = None

@@ -133,7 +133,10 @@ def _check_spec(index: int, spec: DeploymentSpec, live: LiveState) -> list[str]:
     problems = []
     if spec.hardware not in live.hardware:
         known = sorted(live.hardware)
-        hint = get_close_matches(spec.hardware, known, n=1)
+        # A SKU that extends the value ("gpu-a100" -> "gpu-a100-large") is the
+        # likelier meaning than a merely similar one ("gpu-h100").
+        extended = [sku for sku in known if sku.startswith(spec.hardware)]
+        hint = extended[:1] or get_close_matches(spec.hardware, known, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         problems.append(
             f"deployments[{index}].hardware: unknown hardware SKU {spec.hardware!r}{suggestion}; "

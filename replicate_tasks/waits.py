@@ -83,6 +83,8 @@ def wait_until(
     errors = 0
     polls = 0
     while True:
+        # NOTE: the deadline is checked between polls, so one poll's own client
+        # retries (up to the RetryPolicy's attempts and waits) can overrun it.
         try:
             state = poll()
         except TRANSIENT_ERRORS as error:

@@ -118,4 +118,68 @@ def test_history_of_unknown_deployment(production: str) -> None:
     result = runner.invoke(app, ["history", "acme/nothing"])
 
     assert result.exit_code == 0
-    assert "The journal has no changes of acme/nothing." in result.output
+    assert "The journal has no changes of acme/nothing made through" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["rollout", "acme/app", "--version", "da77bc59"], "is not a version id"),
+        (["rollout", "app", "--version", V2], "is not of the form owner/name"),
+        (["rollout", "acme/app", "--version", V2, "--strategy", "bluegreen"], "bluegreen"),
+        (["rollout", "acme/app", "--version", V2, "--strategy", "blue-green"], "--probe-input"),
+        (["scale", "acme/app"], "nothing to change"),
+        (["scale", "acme/app", "--min-instances", "3", "--max-instances", "2"], "is above"),
+        (["scale", "acme/app", "--min-instances", "9"], "--min-instances"),
+        (["delete", "acme/app", "--timeout", "0"], "--timeout"),
+    ],
+)
+def test_arguments_checked_before_any_request(
+    production: str, emulator: Emulator, arguments: list[str], message: str
+) -> None:
+    before = len(emulator.requests)
+
+    result = runner.invoke(app, arguments)
+
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(emulator.requests) == before
+
+
+def test_receiver_event_mode_needs_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+    result = runner.invoke(app, ["receiver", "--mode", "event"])
+
+    assert result.exit_code == 1
+    assert "--mode event needs PREFECT_API_URL" in result.output
+
+
+def test_receiver_rejects_invalid_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", "whsec_@@@ not base64")
+
+    result = runner.invoke(app, ["receiver"])
+
+    assert result.exit_code == 1
+    assert "REPLICATE_WEBHOOK_SECRET is invalid" in result.output
+    assert "@@@" not in result.output
+
+
+def test_history_ignores_other_apis(production: str, tmp_path: Path) -> None:
+    from replicate_tasks.journal import FileJournal, JournalEntry
+
+    FileJournal(tmp_path / "journal.jsonl").append(
+        JournalEntry(
+            rollout_id="elsewhere",
+            deployment=production,
+            action="scale",
+            phase="succeeded",
+            api="http://127.0.0.1:1",
+        )
+    )
+
+    result = runner.invoke(app, ["history", production])
+
+    assert "elsewhere" not in result.output
+    assert "The journal has no changes of acme/app made through" in result.output

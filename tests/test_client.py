@@ -401,3 +401,12 @@ def test_in_process_transport(emulator: Emulator) -> None:
             return account.username
 
     assert asyncio.run(main()) == "acme"
+
+
+def test_base_url_without_scheme_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_BASE_URL", "127.0.0.1:8787")
+
+    with pytest.raises(
+        ValueError, match=r"base URL '127\.0\.0\.1:8787' \(from base_url or REPLICATE_BASE_URL\)"
+    ):
+        Replicate("token")

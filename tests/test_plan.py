@@ -167,3 +167,13 @@ def test_model_change_is_plan_error() -> None:
         "cannot change a deployment's model to 'stability-ai/sdxl'; give the deployment a "
         "new name, or delete it first"
     ]
+
+
+def test_hardware_hint_prefers_longer_sku() -> None:
+    text = FILE.replace("gpu-a40-large", "gpu-a100")
+    hardware = {"gpu-t4", "gpu-a40-large", "gpu-a100-large", "gpu-h100"}
+
+    with pytest.raises(PlanError) as raised:
+        make_plan(parse_config(text), live_state(hardware=hardware))
+
+    assert "(did you mean 'gpu-a100-large'?)" in raised.value.problems[0]
