@@ -26,7 +26,7 @@ from replicate_tasks.config import DeploymentsFile, load_config
 from replicate_tasks.errors import ConcurrentChangeError, NotFoundError, ReplicateError
 from replicate_tasks.models import Account, Deployment, Hardware
 from replicate_tasks.plan import Action, Change, LiveState, Plan, make_plan
-from replicate_tasks.waits import WaitOptions, describe_release, release_matches, wait_until
+from replicate_tasks.waits import WaitOptions, wait_for_release
 
 from .report import Outcome, apply_markdown
 
@@ -91,7 +91,7 @@ class ApplyResult:
 
 
 class ApplyFailedError(ReplicateError):
-    """One or more changes of an apply failed; `result` tells which and why."""
+    """One or more changes of an apply failed; `result` lists which and why."""
 
     def __init__(self, result: ApplyResult) -> None:
         self.result = result
@@ -130,8 +130,8 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
         if spec.rollout is not None and "version" in arguments:
             rolled_out = roll_out_version(change, arguments.pop("version"))
             if arguments:
-                # The rollout may have taken long: check nobody changed the
-                # deployment since, as before any other change.
+                # The rollout may have taken long, so check again that no one
+                # else changed the deployment, as before any other change.
                 _check_unchanged_since_plan(
                     dataclasses.replace(change, release_number=rolled_out.release_number)
                 )
@@ -149,13 +149,8 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
     owner, name = deployment.owner, deployment.name
     logger = get_run_logger()
     with Replicate(logger=logger) as client:
-        deployment = wait_until(
-            lambda: client.deployments.get(owner, name),
-            lambda current: release_matches(current, expected),
-            what=f"{owner}/{name} to serve the requested release",
-            describe=describe_release,
-            options=WaitOptions(timeout=wait_timeout),
-            logger=logger,
+        deployment = wait_for_release(
+            client, owner, name, expected, timeout=wait_timeout, logger=logger
         )
     status = "created" if change.action is Action.CREATE else "updated"
     return Outcome(change.ref, status, deployment.release_number)
@@ -181,8 +176,8 @@ def roll_out_version(change: Change, version: str) -> "RolloutResult":
 
 
 def _check_unchanged_since_plan(change: Change) -> None:
-    # A plain call rather than a nested task run: a 404 is the expected answer
-    # before a creation, and should not show as a failed run.
+    # A plain call rather than a nested task run, because a 404 is the expected
+    # response before a creation and should not show as a failed run.
     try:
         current = tasks.get_deployment.fn(change.owner, change.spec.name)
     except NotFoundError:

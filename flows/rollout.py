@@ -11,10 +11,11 @@ Four flows change one deployment each:
 Every step re-reads the deployment first and stops with ConcurrentChangeError
 if its release number moved since the flow last saw it (someone else changed
 it), unless `force` is set. Every change is written to the release journal
-(`replicate_tasks.journal`), which is also how an interrupted rollout resumes:
-run again with the same target, a rollout finds its unfinished journal entry,
-reuses the preview deployment, and proves production ready again before
-declaring success, so production is never left on an unproven version.
+(`replicate_tasks.journal`), which is also how an interrupted rollout resumes.
+Run again with the same target, a rollout reuses the preview deployment it
+claimed. If production is on a version whose rollout never finished, the run
+proves it ready (or rolls back to the journal's recorded previous release)
+before declaring success.
 """
 
 # No `from __future__ import annotations` here: when a deployment runs a flow,
@@ -59,7 +60,7 @@ from replicate_tasks.rollout import (
     prove_ready,
     schema_problems,
 )
-from replicate_tasks.waits import WaitOptions, describe_release, release_matches, wait_until
+from replicate_tasks.waits import release_matches, wait_for_release
 
 __all__ = [
     "RolloutFailedError",
@@ -82,7 +83,7 @@ ROLLBACK_ERRORS = (ProbeFailedError, WaitTimeoutError, ReplicateError)
 
 @dataclass
 class RolloutResult:
-    """What a rollout did: its outcome, the release production ended on, and each step."""
+    """The record of one rollout: its outcome, the release production ended on, each step."""
 
     deployment: str
     rollout_id: str
@@ -94,7 +95,7 @@ class RolloutResult:
 
 
 class RolloutFailedError(ReplicateError):
-    """A rollout failed or was rolled back; `result` tells what happened."""
+    """A rollout failed or was rolled back; `result` describes what happened."""
 
     def __init__(self, result: RolloutResult) -> None:
         self.result = result
@@ -158,7 +159,9 @@ class Run:
         updated = self.client.deployments.update(self.owner, self.name, **fields)
         self.expected_release = updated.release_number
         self.step(f"release {updated.release_number}: {describe_changes(fields)}")
-        applied = wait_for_release(self.client, self.owner, self.name, fields, self.logger)
+        applied = wait_for_release(
+            self.client, self.owner, self.name, dict(fields), logger=self.logger
+        )
         if applied.release_number != updated.release_number and not self.force:
             raise ConcurrentChangeError(
                 f"deployment {self.ref} moved from release {updated.release_number}, made by "
@@ -231,7 +234,7 @@ class Run:
         ]
 
     def owns_preview(self, preview_name: str) -> bool:
-        """Whether a rollout of this deployment recorded creating the deployment `preview_name`."""
+        """Return whether a rollout of this deployment claimed the deployment `preview_name`."""
         return any(
             entry.phase == "preview" and entry.preview == preview_name for entry in self.entries()
         )
@@ -284,19 +287,6 @@ def emit(phase: str, run: Run, reason: str | None, *, subject: str | None = None
             "reason": reason,
             "subject": subject or run.ref,
         },
-    )
-
-
-def wait_for_release(
-    client: Replicate, owner: str, name: str, fields: Mapping[str, Any], logger: Any
-) -> Deployment:
-    return wait_until(
-        lambda: client.deployments.get(owner, name),
-        lambda current: release_matches(current, dict(fields)),
-        what=f"{owner}/{name} to serve the requested release",
-        describe=describe_release,
-        options=WaitOptions(timeout=300.0),
-        logger=logger,
     )
 
 
@@ -421,7 +411,7 @@ def ensure_preview(run: Run, live: Deployment, version: str, preview_name: str) 
             run.step(f"reused preview {preview}, moved to version {version[:12]}")
         else:
             run.step(f"reused preview {preview} on version {version[:12]}")
-    wait_for_release(run.client, run.owner, preview_name, fields, run.logger)
+    wait_for_release(run.client, run.owner, preview_name, fields, logger=run.logger)
     return preview
 
 

@@ -288,7 +288,7 @@ def shared_limiter(base_url: str, token: SecretStr | None, limit: RateLimit) -> 
 
     Replicate counts requests per account, and Prefect tasks each open their
     own client, so clients of the same token and base URL share one limiter.
-    The token is keyed by its hash, so the registry holds no token.
+    The token is keyed by its hash, so the registry contains no token.
     """
     secret = token.get_secret_value() if token else ""
     key = (base_url, hashlib.sha256(secret.encode()).hexdigest(), limit)

@@ -181,7 +181,7 @@ class Prediction(APIModel):
     """One run of a model, as returned by the predictions endpoints and sent by webhooks.
 
     `status` is kept as a string, so a status the API adds later still parses;
-    `is_terminal` tells whether the prediction can still change.
+    `is_terminal` is False while the prediction can still change.
     """
 
     id: str

@@ -198,7 +198,7 @@ def delete_when_allowed(
     """Delete a deployment once Replicate allows it, then confirm it is gone.
 
     Replicate deletes only deployments that have been offline (minimum
-    instances 0) and unused for 15 minutes, and answers 409 until then, so
+    instances 0) and unused for 15 minutes, and returns 409 until then, so
     the delete is retried with capped backoff until `timeout` seconds pass.
     """
     deadline = time.monotonic() + timeout

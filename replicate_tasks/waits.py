@@ -14,12 +14,21 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import APIConnectionError, RateLimitError, ServerError, WaitTimeoutError
 from .models import Deployment
 
-__all__ = ["WaitOptions", "describe_release", "release_matches", "wait_until"]
+if TYPE_CHECKING:
+    from .client import Replicate
+
+__all__ = [
+    "WaitOptions",
+    "describe_release",
+    "release_matches",
+    "wait_for_release",
+    "wait_until",
+]
 
 T = TypeVar("T")
 
@@ -116,7 +125,7 @@ def wait_until(
 
 
 def release_matches(deployment: Deployment, expected: dict[str, Any]) -> bool:
-    """Whether the current release has every field in `expected` (version, hardware …)."""
+    """Return whether the current release has every field in `expected` (version, hardware …)."""
     if deployment.current_release is None:
         return False
     return all(getattr(deployment, name) == value for name, value in expected.items())
@@ -129,4 +138,24 @@ def describe_release(deployment: Deployment) -> str:
     return (
         f"release {deployment.release_number}: version {deployment.version[:12]} "
         f"on {deployment.hardware}, instances {deployment.min_instances}-{deployment.max_instances}"
+    )
+
+
+def wait_for_release(
+    client: Replicate,
+    owner: str,
+    name: str,
+    fields: dict[str, Any],
+    *,
+    timeout: float = 300.0,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> Deployment:
+    """Wait until a deployment's current release has `fields`, and return it ("applied")."""
+    return wait_until(
+        lambda: client.deployments.get(owner, name),
+        lambda current: release_matches(current, fields),
+        what=f"{owner}/{name} to serve the requested release",
+        describe=describe_release,
+        options=WaitOptions(timeout=timeout),
+        logger=logger,
     )

@@ -61,7 +61,7 @@ def free_port() -> int:
 
 
 def wait_for(url: str, timeout: float) -> None:
-    """Wait until `url` answers at all; any status will do."""
+    """Wait until `url` responds at all, with any status."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
