@@ -21,8 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
 from replicate_tasks import tasks
-from replicate_tasks.client import Replicate
 from replicate_tasks.config import DeploymentsFile, load_config
+from replicate_tasks.credentials import client_from_environment
 from replicate_tasks.errors import ConcurrentChangeError, NotFoundError, ReplicateError
 from replicate_tasks.models import Account, Deployment, Hardware
 from replicate_tasks.plan import Action, Change, LiveState, Plan, make_plan
@@ -148,7 +148,7 @@ def apply_change(change: Change, wait_timeout: float) -> Outcome:
     }
     owner, name = deployment.owner, deployment.name
     logger = get_run_logger()
-    with Replicate(logger=logger) as client:
+    with client_from_environment(logger=logger) as client:
         deployment = wait_for_release(
             client, owner, name, expected, timeout=wait_timeout, logger=logger
         )

@@ -33,7 +33,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from replicate_tasks.client import Replicate
+from replicate_tasks.credentials import client_from_environment
 from replicate_tasks.errors import (
     ConcurrentChangeError,
     IncompatibleSchemaError,
@@ -127,7 +127,7 @@ class Run:
         self.force = force
         self.journal = journal or default_journal()
         self.logger = get_run_logger()
-        self.client = Replicate(logger=self.logger)
+        self.client = client_from_environment(logger=self.logger)
         self.result = RolloutResult(deployment, new_rollout_id(), action)
         self.expected_release: int | None = None
         self.previous: ReleaseSettings | None = None

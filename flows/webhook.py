@@ -47,6 +47,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 from starlette.applications import Starlette
 
+from replicate_tasks.credentials import CREDENTIALS_ENVIRONMENT_VARIABLE, ReplicateCredentials
 from replicate_tasks.models import Prediction
 from replicate_tasks.receiver import SECRET_ENVIRONMENT_VARIABLE, create_receiver
 from replicate_tasks.webhooks import InvalidSecretKeyError, MemoryReplayStore, validate
@@ -102,15 +103,29 @@ class HandledPrediction(BaseModel):
     files: list[str] = []
 
 
+def _secret_from_block() -> str | None:
+    name = os.environ.get(CREDENTIALS_ENVIRONMENT_VARIABLE)
+    if not name:
+        return None
+    credentials = ReplicateCredentials.load(name)
+    assert isinstance(credentials, ReplicateCredentials)
+    if credentials.webhook_secret is None:
+        return None
+    return credentials.webhook_secret.get_secret_value()
+
+
 @task(name="Validate Replicate webhook", cache_policy=NO_CACHE, retries=0)
 def validate_webhook(headers: dict[str, str], body: str) -> Prediction:
-    """Verify a webhook delivery with the secret from `REPLICATE_WEBHOOK_SECRET`.
+    """Verify a webhook delivery with the account's webhook signing secret.
 
-    `body` is the raw body decoded as UTF-8. It is encoded back before the
-    signature check, so pass it unchanged. Returns the prediction and raises a
-    `WebhookValidationError` subclass when the delivery is not genuine.
+    The secret comes from the credentials block named in
+    `REPLICATE_TASKS_CREDENTIALS` when that block has one, else from
+    `REPLICATE_WEBHOOK_SECRET`. `body` is the raw body decoded as UTF-8. It is
+    encoded back before the signature check, so pass it unchanged. Returns the
+    prediction, and raises a `WebhookValidationError` subclass when the delivery
+    is not genuine.
     """
-    secret = os.environ.get(SECRET_ENVIRONMENT_VARIABLE)
+    secret = _secret_from_block() or os.environ.get(SECRET_ENVIRONMENT_VARIABLE)
     if not secret:
         raise InvalidSecretKeyError(
             f"{SECRET_ENVIRONMENT_VARIABLE} is not set. Set it to the key that "

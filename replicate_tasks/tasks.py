@@ -31,6 +31,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from .client import Replicate
+from .credentials import client_from_environment
 from .models import Account, Deployment, Hardware, Model, ModelVersion, Prediction
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 
 
 def _client() -> Replicate:
-    return Replicate(logger=get_run_logger())
+    return client_from_environment(logger=get_run_logger())
 
 
 @task(name="Get Replicate account", cache_policy=NO_CACHE, retries=0)
@@ -288,7 +289,7 @@ def wait_for_prediction(
     after `timeout` seconds (None waits on).
     """
     logger = get_run_logger()
-    with Replicate(logger=logger) as client:
+    with client_from_environment(logger=logger) as client:
         prediction = client.predictions.wait(id, timeout=timeout, interval=interval)
     logger.info("Prediction %s ended %s", prediction.id, prediction.status)
     return prediction
