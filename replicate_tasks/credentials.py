@@ -37,7 +37,6 @@ class ReplicateCredentials(CredentialsBlock):
 
     _block_type_name = "Replicate Credentials"
     _block_type_slug = "replicate-credentials"
-    _documentation_url = "https://replicate.com/docs/topics/security/api-tokens"  # type: ignore[assignment]
 
     api_token: SecretStr = Field(description="A Replicate API token (r8_...).")
     webhook_secret: SecretStr | None = Field(
