@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -129,14 +130,24 @@ def prefect_api(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         stop(server)
 
 
+def call(method: str, url: str, **options: Any) -> Any:
+    """Send one request to the Prefect server, retrying its 503s.
+
+    A fresh SQLite database on 2 busy cores sometimes answers 503 while it is
+    locked; the request is repeated for up to 30 s before failing the test.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.request(method, url, timeout=10, **options)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()
+        time.sleep(1)
+
+
 def completed_runs(api: str, flow_name: str) -> list[dict[str, object]]:
-    response = httpx.post(
-        f"{api}/flow_runs/filter",
-        json={"flows": {"name": {"any_": [flow_name]}}},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return [run for run in response.json() if run["state_type"] == "COMPLETED"]
+    runs = call("POST", f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": [flow_name]}}})
+    return [run for run in runs if run["state_type"] == "COMPLETED"]
 
 
 def test_webhook_event_triggers_served_flow(
@@ -235,23 +246,21 @@ def test_webhook_event_triggers_served_flow(
 
 
 def _deployment_count(api: str) -> int:
-    response = httpx.post(f"{api}/deployments/filter", json={}, timeout=10)
-    return len(response.json()) if response.status_code == 200 else 0
+    return len(call("POST", f"{api}/deployments/filter", json={}))
 
 
 def run_deployment(api: str, name: str, parameters: dict[str, object]) -> str:
     """Create a run of a served deployment through the REST API and return its final state."""
-    deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10).json()
-    created = httpx.post(
+    deployment = call("GET", f"{api}/deployments/name/{name}")
+    created = call(
+        "POST",
         f"{api}/deployments/{deployment['id']}/create_flow_run",
         json={"parameters": parameters},
-        timeout=10,
     )
-    created.raise_for_status()
-    run_id = created.json()["id"]
+    run_id = created["id"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state_type"]
+        state = call("GET", f"{api}/flow_runs/{run_id}")["state_type"]
         if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return str(state)
         time.sleep(1)
