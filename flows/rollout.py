@@ -148,7 +148,7 @@ class Run:
                 f"deployment {self.ref} moved from release {expected} to "
                 f"{current.release_number} (by {author}) during this {self.result.action}, so "
                 f"someone else changed it; stopping instead of overwriting their change. "
-                f"Rerun to start from the new release, or pass force to override."
+                f"Rerun to start from the new release, or pass --force (force=True) to override."
             )
         self.expected_release = current.release_number
         return current
@@ -167,7 +167,8 @@ class Run:
                 f"deployment {self.ref} moved from release {updated.release_number}, made by "
                 f"this {self.result.action}, to {applied.release_number} before the change "
                 f"was observed, so someone else changed it; stopping instead of overwriting "
-                f"their change. Rerun to start from the new release, or pass force to override."
+                f"their change. Rerun to start from the new release, or pass --force "
+                f"(force=True) to override."
             )
         self.expected_release = applied.release_number
         return applied
@@ -339,7 +340,8 @@ def check_version(
         raise IncompatibleSchemaError(
             f"version {version[:12]} of {live.model} is not compatible with the live version "
             f"{live.version[:12]}: {listed}. Nothing was changed; pass "
-            f"allow_incompatible_schema to roll out anyway.",
+            f"--allow-incompatible-schema (allow_incompatible_schema=True in Python) to "
+            f"roll out anyway.",
             problems=problems,
         )
     for problem in problems:
@@ -777,7 +779,8 @@ def undo_deployment(deployment: str, force: bool = False) -> RolloutResult:
         raise ConcurrentChangeError(
             f"deployment {deployment} is at release {live.release_number}, but the last change "
             f"the journal recorded left it at release {last.release_number}, so someone else "
-            f"changed it since; undo would overwrite their change. Pass force to undo anyway."
+            f"changed it since; undo would overwrite their change. Pass --force "
+            f"(force=True) to undo anyway."
         )
     run.previous = settings_of(live)
     run.target = last.previous
