@@ -11,7 +11,7 @@ a markdown artifact with the plan and the outcome.
 # Prefect builds the parameter model from these annotations, and a pydantic
 # model named in a string annotation (such as Prediction) then fails to resolve.
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
 from replicate_tasks import tasks
-from replicate_tasks.config import DeploymentsFile, load_config
+from replicate_tasks.config import load_config
 from replicate_tasks.credentials import client_from_environment
 from replicate_tasks.errors import ConcurrentChangeError, NotFoundError, ReplicateError
-from replicate_tasks.models import Account, Deployment, Hardware
-from replicate_tasks.plan import Action, Change, LiveState, Plan, make_plan
+from replicate_tasks.plan import (
+    Action,
+    Change,
+    Plan,
+    make_plan,
+    read_live_state,
+    version_exists_with,
+)
 from replicate_tasks.waits import WaitOptions, wait_for_release
 
 from .report import Outcome, apply_markdown
@@ -38,44 +44,7 @@ __all__ = [
     "ApplyResult",
     "Outcome",
     "apply_deployments",
-    "read_live_state",
-    "version_exists_with",
 ]
-
-
-def read_live_state(
-    config: DeploymentsFile,
-    *,
-    get_account: Callable[[], Account],
-    list_deployments: Callable[[], list[Deployment]],
-    list_hardware: Callable[[], list[Hardware]],
-    version_exists: Callable[[str, str], bool],
-) -> LiveState:
-    """Read what the planner needs, through the given calls.
-
-    The flow passes its tasks and the `plan` command passes plain client calls,
-    so both read the same facts the same way.
-    """
-    account = get_account().username
-    owner = config.owner or account
-    deployments = {d.name: d for d in list_deployments() if d.owner == owner}
-    hardware = {item.sku for item in list_hardware()}
-    wanted = {(spec.model, spec.version) for spec in config.deployments}
-    versions = {key: version_exists(*key) for key in sorted(wanted)}
-    return LiveState(account=account, deployments=deployments, hardware=hardware, versions=versions)
-
-
-def version_exists_with(get_version: Callable[[str, str], object]) -> Callable[[str, str], bool]:
-    """Turn a version read into a yes/no check, where a 404 (model or version) means no."""
-
-    def version_exists(model: str, version_id: str) -> bool:
-        try:
-            get_version(model, version_id)
-        except NotFoundError:
-            return False
-        return True
-
-    return version_exists
 
 
 @dataclass(frozen=True)
@@ -192,11 +161,11 @@ def _check_unchanged_since_plan(change: Change) -> None:
             f"(release {current.release_number}); run plan again to see its settings"
         )
     if current.release_number != change.release_number:
-        author = current.release.created_by.username if current.release.created_by else "unknown"
-        raise ConcurrentChangeError(
-            f"deployment {change.ref} moved from release {change.release_number} to "
-            f"{current.release_number} (by {author}) after the plan was made, so someone else "
-            f"changed it; run plan again instead of overwriting their change"
+        raise ConcurrentChangeError.release_moved(
+            current,
+            change.release_number,
+            "after the plan was made",
+            "run plan again instead of overwriting their change",
         )
 
 
@@ -243,7 +212,8 @@ def apply_deployments(
     pending = [change for change in plan.changes if change.action is not Action.UNCHANGED]
     if not plan_only:
         outcomes += _apply_all(pending, concurrency, wait_timeout)
-    outcomes.sort(key=lambda outcome: [c.ref for c in plan.changes].index(outcome.ref))
+    order = {change.ref: position for position, change in enumerate(plan.changes)}
+    outcomes.sort(key=lambda outcome: order[outcome.ref])
 
     create_markdown_artifact(
         key="deployments-apply",

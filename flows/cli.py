@@ -1,7 +1,7 @@
 """The `replicate-tasks` command line.
 
 Prefect takes over a second to import, so it is imported only inside the
-commands that run flows: `--help`, `plan` and `hardware` stay fast.
+commands that run flows: `--help`, `plan`, `list` and `hardware` never import it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from replicate_tasks.client import Replicate
 from replicate_tasks.config import load_config
 from replicate_tasks.errors import ConfigError, PlanError, ReplicateError
 from replicate_tasks.models import Deployment
-from replicate_tasks.plan import Action, Plan, make_plan
+from replicate_tasks.plan import Action, Plan, make_plan, read_live_state, version_exists_with
 
 from .report import SYMBOLS, Outcome, describe_fields
 
@@ -93,8 +93,6 @@ def api_environment(emulate: bool, *, speed: float = EMULATED_SPEED) -> Iterator
 
 def compute_plan(path: Path) -> Plan:
     """Load a deployments file and plan it with plain client calls (no Prefect)."""
-    from .apply import read_live_state, version_exists_with
-
     config = load_config(path)
     with Replicate() as client:
         live = read_live_state(
@@ -177,7 +175,7 @@ def apply(
         raise fail(error) from None
     print_plan(result.plan)
     print_outcomes(result.outcomes)
-    if any(outcome.status == "failed" for outcome in result.outcomes):
+    if result.failed:
         raise typer.Exit(EXIT_ERROR)
 
 

@@ -14,7 +14,7 @@ SYMBOLS = {Action.CREATE: "+", Action.UPDATE: "~", Action.UNCHANGED: " "}
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one deployment: created, updated, unchanged or failed."""
+    """The result for one deployment: created, updated, unchanged or failed."""
 
     ref: str
     status: str

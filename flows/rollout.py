@@ -141,14 +141,12 @@ class Run:
         current = self.client.deployments.get(self.owner, self.name)
         expected = self.expected_release
         if expected is not None and current.release_number != expected and not self.force:
-            author = (
-                current.release.created_by.username if current.release.created_by else "unknown"
-            )
-            raise ConcurrentChangeError(
-                f"deployment {self.ref} moved from release {expected} to "
-                f"{current.release_number} (by {author}) during this {self.result.action}, so "
-                f"someone else changed it; stopping instead of overwriting their change. "
-                f"Rerun to start from the new release, or pass --force (force=True) to override."
+            raise ConcurrentChangeError.release_moved(
+                current,
+                expected,
+                f"during this {self.result.action}",
+                "stopping instead of overwriting their change. Rerun to start from the new "
+                "release, or pass --force (force=True) to override.",
             )
         self.expected_release = current.release_number
         return current
@@ -533,11 +531,10 @@ def rollout_deployment(
     live = run.read()
     preview_name = f"{run.name}{preview_suffix}"
 
-    # Production on a version that the journal's last rollout promoted but
-    # never proved is not a safe rollback target: that rollout's recorded
-    # previous release is. Production already on the target version is proven
-    # only if the journal's last rollout to it succeeded; otherwise this run
-    # resumes it, proving it (or rolling back) before anything else.
+    # Production on a version that the journal's last rollout promoted but never
+    # proved is not a safe rollback target, so that rollout's recorded previous
+    # release is used instead. When production is already on the target version
+    # and unproven, this run resumes that rollout and proves it (or rolls back).
     unproven = run.unproven(live)
     resumed = None
     if live.version == version:
@@ -740,6 +737,11 @@ def delete_deployment(
     Replicate deletes only deployments that have been offline and unused for
     15 minutes, so this takes at least that long on the real API.
     """
+    if timeout <= 0:
+        raise ValueError(
+            f"timeout must be positive seconds, got {timeout!r}; Replicate allows the delete "
+            f"only after 15 minutes offline, so allow at least 900"
+        )
     run = Run(deployment, "delete", force=force)
     try:
         live = run.read()

@@ -28,8 +28,6 @@ result, or part of a log line.
 # No `from __future__ import annotations` here: when a deployment runs a flow,
 # Prefect builds the parameter model from these annotations, and a pydantic
 # model named in a string annotation (such as Prediction) then fails to resolve.
-import base64
-import binascii
 import json
 import mimetypes
 import os
@@ -38,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -48,6 +46,7 @@ from pydantic import BaseModel
 from starlette.applications import Starlette
 
 from replicate_tasks.credentials import CREDENTIALS_ENVIRONMENT_VARIABLE, ReplicateCredentials
+from replicate_tasks.files import decode_data_uri, is_data_uri, is_file_reference
 from replicate_tasks.models import Prediction
 from replicate_tasks.receiver import SECRET_ENVIRONMENT_VARIABLE, create_receiver
 from replicate_tasks.webhooks import InvalidSecretKeyError, MemoryReplayStore, validate
@@ -288,7 +287,7 @@ class _OutputSaver:
 
     def replace_files(self, value: Any) -> Any:
         """Save each file in `value` and return `value` with local names in their place."""
-        if isinstance(value, str) and _is_file_reference(value):
+        if isinstance(value, str) and is_file_reference(value):
             return self._save(value).name
         if isinstance(value, list):
             return [self.replace_files(item) for item in value]
@@ -297,7 +296,7 @@ class _OutputSaver:
         return value
 
     def _save(self, reference: str) -> Path:
-        if reference[:5].lower() == "data:":
+        if is_data_uri(reference):
             content, suggested = _decode_data_uri(reference, self.max_bytes)
             path = self._new_path(suggested)
             path.write_bytes(content)
@@ -367,38 +366,27 @@ def _check_output_host(request: httpx.Request) -> None:
     )
 
 
-def _is_file_reference(value: str) -> bool:
-    scheme = value[:8].lower()
-    return scheme.startswith(("http://", "https://", "data:"))
-
-
 def _only_files(output: Any) -> bool:
     if isinstance(output, str):
-        return _is_file_reference(output)
+        return is_file_reference(output)
     if isinstance(output, list) and output:
-        return all(isinstance(item, str) and _is_file_reference(item) for item in output)
+        return all(isinstance(item, str) and is_file_reference(item) for item in output)
     return False
 
 
 def _decode_data_uri(uri: str, max_bytes: int) -> tuple[bytes, str]:
     """Return the content of a `data:` URI and a file name for it."""
-    header, comma, data = uri[5:].partition(",")
-    if not comma:
-        raise OutputSaveError(f"Output {_short(uri)} is not a data URI: it has no comma.")
+    data = uri.partition(",")[2]
     # Base64 needs 4 characters for 3 bytes, so this bounds the decoded size.
     if len(data) * 3 // 4 > max_bytes:
         raise OutputSaveError(
             f"Output data URI {_short(uri)} is larger than the limit of {max_bytes} bytes."
         )
-    media_type, *parameters = header.split(";")
     try:
-        if "base64" in (parameter.strip().lower() for parameter in parameters):
-            content = base64.b64decode(data)
-        else:
-            content = unquote_to_bytes(data)
-    except (binascii.Error, ValueError) as exc:
+        content, media_type = decode_data_uri(uri)
+    except ValueError as exc:
         raise OutputSaveError(f"Output data URI {_short(uri)} does not decode: {exc}") from exc
-    extension = mimetypes.guess_extension(media_type.strip().lower() or "text/plain") or ".bin"
+    extension = mimetypes.guess_extension(media_type) or ".bin"
     return content, f"output{extension}"
 
 

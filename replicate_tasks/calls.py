@@ -9,7 +9,7 @@ written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -21,6 +21,7 @@ from .retry import RETRYABLE_STATUSES, Repeat, parse_retry_after
 
 if TYPE_CHECKING:
     from .client import Replicate
+    from .models import Page
 
 __all__ = [
     "Call",
@@ -28,6 +29,8 @@ __all__ = [
     "Namespace",
     "Request",
     "Sleep",
+    "async_iterate_pages",
+    "iterate_pages",
     "may_have_taken_effect",
     "model_parser",
     "no_content",
@@ -154,10 +157,32 @@ def relative_path(cursor: str) -> str:
 
 
 def may_have_taken_effect(error: ReplicateError) -> bool:
-    """Whether a failed request may still have been acted on by the server."""
+    """Return whether a failed request may still have been acted on by the server."""
     if isinstance(error, APIConnectionError):
         return error.request_sent
     return isinstance(error, ServerError) and error.status in RETRYABLE_STATUSES
+
+
+PageT = TypeVar("PageT", bound="Page[Any]")
+
+
+def iterate_pages(list_page: Callable[[str | None], PageT]) -> Iterator[PageT]:
+    """Yield every page that `list_page(cursor)` returns, following `next` until the last."""
+    page = list_page(None)
+    yield page
+    while page.next:
+        page = list_page(page.next)
+        yield page
+
+
+async def async_iterate_pages(
+    list_page: Callable[[str | None], Awaitable[PageT]],
+) -> AsyncIterator[PageT]:
+    page = await list_page(None)
+    yield page
+    while page.next:
+        page = await list_page(page.next)
+        yield page
 
 
 class Namespace:

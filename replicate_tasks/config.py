@@ -99,7 +99,7 @@ class _StrictModel(BaseModel):
 
 
 class RolloutSpec(_StrictModel):
-    """How `apply` rolls out a new version of one deployment.
+    """The settings `apply` uses to roll out a new version of one deployment.
 
     Without a `rollout` section, a version change is a plain update that is
     applied but not proven ready. With one, the change runs the rollout flow:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from .models import Prediction
+    from .models import Deployment, Prediction
 
 __all__ = [
     "APIConnectionError",
@@ -196,6 +196,23 @@ class IncompatibleSchemaError(ReplicateError):
 
 class ConcurrentChangeError(ReplicateError):
     """A deployment's release number moved since it was read, so someone else changed it."""
+
+    @classmethod
+    def release_moved(
+        cls, current: Deployment, expected: int | None, when: str, advice: str
+    ) -> ConcurrentChangeError:
+        """Build the error for `current` found at another release than `expected`.
+
+        `when` places the change ("after the plan was made") and `advice` says
+        what to do instead of overwriting it.
+        """
+        created_by = current.release.created_by
+        author = created_by.username if created_by else "unknown"
+        return cls(
+            f"deployment {current.ref} moved from release {expected} to "
+            f"{current.release_number} (by {author}) {when}, so someone else changed it; "
+            f"{advice}"
+        )
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,13 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-__all__ = ["FileOutput", "is_file_reference", "wrap_file_outputs"]
+__all__ = [
+    "FileOutput",
+    "decode_data_uri",
+    "is_data_uri",
+    "is_file_reference",
+    "wrap_file_outputs",
+]
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
@@ -31,7 +37,7 @@ class FileOutput:
         self._timeout = timeout
 
     def __repr__(self) -> str:
-        shown = self.url if not self.url.startswith("data:") else self.url[:40] + "…"
+        shown = self.url if not is_data_uri(self.url) else self.url[:40] + "…"
         return f"FileOutput({shown!r})"
 
     def __str__(self) -> str:
@@ -39,8 +45,8 @@ class FileOutput:
 
     def read(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         """Return the file's content; ValueError if it is larger than `max_bytes`."""
-        if self.url.startswith("data:"):
-            return _check_size(_decode_data_uri(self.url), max_bytes, self.url)
+        if is_data_uri(self.url):
+            return _check_size(decode_data_uri(self.url)[0], max_bytes, self.url)
         with (
             httpx.Client(timeout=self._timeout, follow_redirects=True) as http,
             http.stream("GET", self.url) as response,
@@ -49,8 +55,8 @@ class FileOutput:
             return _read_capped(response.iter_bytes(), max_bytes, self.url)
 
     async def aread(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-        if self.url.startswith("data:"):
-            return _check_size(_decode_data_uri(self.url), max_bytes, self.url)
+        if is_data_uri(self.url):
+            return _check_size(decode_data_uri(self.url)[0], max_bytes, self.url)
         async with (
             httpx.AsyncClient(timeout=self._timeout, follow_redirects=True) as http,
             http.stream("GET", self.url) as response,
@@ -67,7 +73,32 @@ class FileOutput:
 
 
 def is_file_reference(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(("https://", "http://", "data:"))
+    """Return whether `value` is a file output: an http(s) URL or a data URI, in any case."""
+    return isinstance(value, str) and value[:8].lower().startswith(("https://", "http://", "data:"))
+
+
+def is_data_uri(value: str) -> bool:
+    return value[:5].lower() == "data:"
+
+
+def decode_data_uri(uri: str) -> tuple[bytes, str]:
+    """Decode a data URI into its content and its media type (`text/plain` if it names none).
+
+    Raises:
+        ValueError: the URI has no `,` before its data, or invalid base64 data.
+    """
+    header, separator, data = uri[5:].partition(",")
+    if not separator:
+        raise ValueError(f"data URI {uri[:40]!r}… has no ',' before its data")
+    media_type, *parameters = header.split(";")
+    if "base64" in (parameter.strip().lower() for parameter in parameters):
+        try:
+            content = base64.b64decode(data, validate=True)
+        except ValueError as error:
+            raise ValueError(f"data URI {uri[:40]!r}… has invalid base64 data") from error
+    else:
+        content = unquote_to_bytes(data)
+    return content, media_type.strip().lower() or "text/plain"
 
 
 def wrap_file_outputs(output: Any, *, timeout: httpx.Timeout | float = 60.0) -> Any:
@@ -79,18 +110,6 @@ def wrap_file_outputs(output: Any, *, timeout: httpx.Timeout | float = 60.0) -> 
     if isinstance(output, dict):
         return {key: wrap_file_outputs(item, timeout=timeout) for key, item in output.items()}
     return output
-
-
-def _decode_data_uri(uri: str) -> bytes:
-    header, separator, data = uri.partition(",")
-    if not separator:
-        raise ValueError(f"data URI {uri[:40]!r}… has no ',' before its data")
-    if header.endswith(";base64"):
-        try:
-            return base64.b64decode(data, validate=True)
-        except ValueError as error:
-            raise ValueError(f"data URI {uri[:40]!r}… has invalid base64 data") from error
-    return unquote_to_bytes(data)
 
 
 def _read_capped(chunks: Any, max_bytes: int, url: str) -> bytes:

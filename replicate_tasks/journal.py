@@ -95,7 +95,7 @@ def new_rollout_id() -> str:
 
 
 class Journal(Protocol):
-    """Where journal entries are kept."""
+    """A store of journal entries."""
 
     def append(self, entry: JournalEntry) -> None: ...
 

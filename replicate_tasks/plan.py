@@ -8,16 +8,25 @@ so a plan can be computed, shown and tested without touching the API.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
 from .config import DeploymentsFile, DeploymentSpec
-from .errors import PlanError
-from .models import Deployment
+from .errors import NotFoundError, PlanError
+from .models import Account, Deployment, Hardware
 
-__all__ = ["Action", "Change", "FieldChange", "LiveState", "Plan", "make_plan"]
+__all__ = [
+    "Action",
+    "Change",
+    "FieldChange",
+    "LiveState",
+    "Plan",
+    "make_plan",
+    "read_live_state",
+    "version_exists_with",
+]
 
 # The fields of a deployment that an update can change, in display order.
 UPDATABLE_FIELDS = ("version", "hardware", "min_instances", "max_instances")
@@ -40,7 +49,7 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class Change:
-    """What the plan does to one deployment.
+    """The planned action for one deployment.
 
     `release_number` is the live release number when the plan was made (None for
     a creation): applying the change first checks that it has not moved.
@@ -85,7 +94,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class LiveState:
-    """What the API reported, as the planner needs it.
+    """The live state the API reported, as the planner needs it.
 
     `versions` maps each `(model, version_id)` that the file names to whether
     that version exists; a model that does not exist maps all its versions to False.
@@ -170,3 +179,39 @@ def _plan_one(owner: str, spec: DeploymentSpec, existing: Deployment | None) -> 
     )
     action = Action.UPDATE if fields else Action.UNCHANGED
     return Change(action, owner, spec, fields, release_number=existing.release_number)
+
+
+def read_live_state(
+    config: DeploymentsFile,
+    *,
+    get_account: Callable[[], Account],
+    list_deployments: Callable[[], list[Deployment]],
+    list_hardware: Callable[[], list[Hardware]],
+    version_exists: Callable[[str, str], bool],
+) -> LiveState:
+    """Read what the planner needs, through the given calls.
+
+    The apply flow passes its tasks and the `plan` command passes plain client
+    calls, so both read the same facts the same way; this module does no I/O
+    of its own.
+    """
+    account = get_account().username
+    owner = config.owner or account
+    deployments = {d.name: d for d in list_deployments() if d.owner == owner}
+    hardware = {item.sku for item in list_hardware()}
+    wanted = {(spec.model, spec.version) for spec in config.deployments}
+    versions = {key: version_exists(*key) for key in sorted(wanted)}
+    return LiveState(account=account, deployments=deployments, hardware=hardware, versions=versions)
+
+
+def version_exists_with(get_version: Callable[[str, str], object]) -> Callable[[str, str], bool]:
+    """Turn a version read into a yes/no check, where a 404 (model or version) means no."""
+
+    def version_exists(model: str, version_id: str) -> bool:
+        try:
+            get_version(model, version_id)
+        except NotFoundError:
+            return False
+        return True
+
+    return version_exists

@@ -191,8 +191,8 @@ class RateLimit:
     """Request budgets per rolling period, as Replicate enforces them.
 
     Replicate allows 600 prediction creations and 3000 other requests a
-    minute, and answers 429 above that (its rate-limits documentation,
-    2026). `margin` widens the period a little, because the server sees each
+    minute, and returns 429 above that, as Replicate's rate-limits
+    documentation states. `margin` widens the period a little, because the server sees each
     request a network delay after the client sends it.
     """
 

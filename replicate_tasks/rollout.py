@@ -42,7 +42,7 @@ CompareRule = Literal["none", "exact", "shape"]
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """How readiness is proven.
+    """Settings of the probe predictions that prove readiness.
 
     Attributes:
         input: The input of every probe prediction.

@@ -147,3 +147,19 @@ def test_help_does_not_import_prefect() -> None:
     ).stdout
 
     assert output.strip() == "False"
+
+
+def test_plan_does_not_import_prefect() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from flows.cli import app\n"
+        "result = CliRunner().invoke(app, ['plan', 'deployments.yaml', '--emulate'])\n"
+        "print(result.exit_code, 'prefect' in sys.modules)\n"
+    )
+
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+
+    assert output.strip() == "2 False"

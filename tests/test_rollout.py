@@ -474,3 +474,10 @@ def test_scale_checks_counts_first(
         scale_deployment(production, **arguments)  # type: ignore[arg-type]
 
     assert journal.entries(production) == []
+
+
+def test_delete_rejects_bad_timeout(production: str, client: Replicate) -> None:
+    with pytest.raises(ValueError, match="timeout must be positive seconds, got -1"):
+        delete_deployment(production, timeout=-1)
+
+    assert client.deployments.get(production).min_instances == 1

@@ -133,7 +133,7 @@ def prefect_api(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
 def call(method: str, url: str, **options: Any) -> Any:
     """Send one request to the Prefect server, retrying its 503s.
 
-    A fresh SQLite database on 2 busy cores sometimes answers 503 while it is
+    A fresh SQLite database on 2 busy cores sometimes returns 503 while it is
     locked; the request is repeated for up to 30 s before failing the test.
     """
     deadline = time.monotonic() + 30

@@ -5,7 +5,7 @@ the same shape as `GET /v1/predictions/{id}`, at the events its
 `webhook_events_filter` names:
 
 - `start` once, with the prediction as it was when created (NOTE: openapi.json
-  says only "immediately on prediction start"; sending it at creation matches
+  states only "immediately on prediction start"; sending it at creation matches
   the example payload in Replicate's webhook guide, which is still `starting`);
 - `output` and `logs` when they change while it runs, at most one message per
   `throttle_seconds` of real time, each carrying the latest state;

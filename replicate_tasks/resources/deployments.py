@@ -10,6 +10,8 @@ from ..calls import (
     Call,
     Namespace,
     Request,
+    async_iterate_pages,
+    iterate_pages,
     may_have_taken_effect,
     model_parser,
     no_content,
@@ -119,19 +121,11 @@ class Deployments(Namespace):
         return await self._async_run(single(_list_deployments(cursor)))
 
     def pages(self) -> Iterator[Page[Deployment]]:
-        """Iterate over every page of deployments, following `next` until the last."""
-        page = self.list()
-        yield page
-        while page.next:
-            page = self.list(page.next)
-            yield page
+        """Iterate over every page, following `next` until the last."""
+        return iterate_pages(self.list)
 
-    async def async_pages(self) -> AsyncIterator[Page[Deployment]]:
-        page = await self.async_list()
-        yield page
-        while page.next:
-            page = await self.async_list(page.next)
-            yield page
+    def async_pages(self) -> AsyncIterator[Page[Deployment]]:
+        return async_iterate_pages(self.async_list)
 
     def list_all(self) -> builtins.list[Deployment]:
         """Return every deployment of the account, from all pages."""

@@ -13,6 +13,8 @@ from ..calls import (
     Namespace,
     Request,
     Sleep,
+    async_iterate_pages,
+    iterate_pages,
     model_parser,
     relative_path,
     single,
@@ -288,18 +290,11 @@ class Predictions(Namespace):
         return await self._async_run(single(_list(cursor, created_after, created_before)))
 
     def pages(self) -> Iterator[Page[Prediction]]:
-        page = self.list()
-        yield page
-        while page.next:
-            page = self.list(page.next)
-            yield page
+        """Iterate over every page, following `next` until the last."""
+        return iterate_pages(self.list)
 
-    async def async_pages(self) -> AsyncIterator[Page[Prediction]]:
-        page = await self.async_list()
-        yield page
-        while page.next:
-            page = await self.async_list(page.next)
-            yield page
+    def async_pages(self) -> AsyncIterator[Page[Prediction]]:
+        return async_iterate_pages(self.async_list)
 
     def wait(
         self,
